@@ -1,0 +1,41 @@
+# govdata — run `make help` for the targets. Needs only python3 (3.11) with pip and venv.
+PYTHON ?= python3
+UV_VERSION ?= 0.13.9
+UV := .uv/bin/uv
+BIN := .venv/bin
+
+.DEFAULT_GOAL := help
+.PHONY: help demo test lint format bench clean
+
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-8s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+demo: $(UV) ## Set up (runtime only) and run the bundled departments end to end, no server needed
+	$(UV) sync --frozen --no-dev --quiet
+	$(BIN)/govdata demo
+
+test: $(UV) ## Set up (with dev tools) and run the whole test suite
+	$(UV) sync --frozen --quiet
+	$(BIN)/pytest
+
+lint: $(UV) ## ruff (lint + format check) and mypy
+	$(UV) sync --frozen --quiet
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(UV) ## Apply ruff's formatting and safe fixes
+	$(UV) sync --frozen --quiet
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(UV) ## Run the benchmarks (several minutes; writes bench/results/)
+	$(UV) sync --frozen --quiet
+	$(BIN)/python bench/run.py
+
+clean: ## Remove the workspace (var/) and caches
+	rm -rf var .pytest_cache .ruff_cache .mypy_cache

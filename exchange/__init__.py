@@ -1,0 +1,1 @@
+"""The city exchange platform: the versioned store that published data lands in."""

@@ -1,0 +1,115 @@
+"""The exchange store: versioned Parquet plus a manifest per resource, committed atomically.
+
+Layout: ``<root>/<resource>/v<NNNNNN>/{data.parquet, manifest.json}``. A version is written in a
+hidden ``.incoming-*`` folder and renamed into place in one step, so a reader sees a whole version
+or none. The catalog row is written after the rename (the commit point); a version folder
+without a catalog row is an interrupted publish and is re-used or cleared by the next one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DATA_FILE = "data.parquet"
+MANIFEST_FILE = "manifest.json"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """A version folder in the store."""
+
+    resource: str
+    number: int
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def data_path(self) -> Path:
+        return self.path / DATA_FILE
+
+
+class LocalExchangeStore:
+    """The exchange store on a local (or mounted) file system."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def version_dir(self, resource: str, number: int) -> Path:
+        return self.root / resource / f"v{number:06d}"
+
+    def read(self, resource: str, number: int) -> StoredVersion | None:
+        folder = self.version_dir(resource, number)
+        manifest = folder / MANIFEST_FILE
+        if not manifest.is_file():
+            return None
+        return StoredVersion(resource, number, folder, json.loads(manifest.read_text(encoding="utf-8")))
+
+    def versions(self, resource: str) -> list[int]:
+        base = self.root / resource
+        if not base.is_dir():
+            return []
+        return sorted(int(p.name[1:]) for p in base.iterdir() if p.name.startswith("v") and p.name[1:].isdigit())
+
+    def write(self, resource: str, number: int, data: Path, manifest: dict[str, Any]) -> StoredVersion:
+        """Move ``data`` (a finished Parquet file) into version ``number`` with its manifest, atomically.
+
+        If the version folder already exists (an interrupted earlier publish), it is kept when it
+        holds the same content and cleared otherwise.
+        """
+        target = self.version_dir(resource, number)
+        existing = self.read(resource, number)
+        if existing is not None and existing.manifest.get("content_sha256") == manifest.get("content_sha256"):
+            data.unlink(missing_ok=True)
+            return existing
+        if target.exists():
+            shutil.rmtree(target)
+        incoming = self.root / resource / f".incoming-{uuid.uuid4().hex}"
+        incoming.mkdir(parents=True)
+        shutil.move(str(data), incoming / DATA_FILE)
+        (incoming / MANIFEST_FILE).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+        for f in (incoming / DATA_FILE, incoming / MANIFEST_FILE):
+            with f.open("rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(incoming)
+        os.rename(incoming, target)
+        _fsync_dir(target.parent)
+        return StoredVersion(resource, number, target, manifest)
+
+    def clear_incoming(self, resource: str) -> None:
+        """Remove leftovers of publishes that died before their rename."""
+        base = self.root / resource
+        if base.is_dir():
+            for p in base.glob(".incoming-*"):
+                shutil.rmtree(p, ignore_errors=True)
+
+    def remove_uncommitted(self, resource: str, committed: set[int]) -> list[int]:
+        """Delete version folders that no catalog row points at (interrupted publishes)."""
+        removed = []
+        for number in self.versions(resource):
+            if number not in committed:
+                shutil.rmtree(self.version_dir(resource, number))
+                removed.append(number)
+        return removed

@@ -1,0 +1,335 @@
+"""The ``govdata`` command line: run datasets, validate specs, look at the catalog.
+
+Heavy modules (DuckDB, GX, SQLAlchemy models) are imported inside the commands, so
+``govdata --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.errors import GovdataError
+
+app = typer.Typer(
+    name="govdata",
+    help="Data governance for city departments: collect → cleanse → quality-check → catalog → publish.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+catalog_app = typer.Typer(help="The government data resource catalog (政务数据资源目录).", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+out = Console()
+err = Console(stderr=True)
+
+EXIT_OK, EXIT_ERROR, EXIT_HELD = 0, 1, 2
+
+HomeOpt = Annotated[
+    Path | None, typer.Option("--home", help="Workspace folder (default: $GOVDATA_HOME or ./var).", show_default=False)
+]
+
+
+def _fail(exc: BaseException) -> NoReturn:
+    message = exc.message if isinstance(exc, GovdataError) else str(exc)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    hint = getattr(exc, "hint", None)
+    if hint:
+        err.print(f"[yellow]→[/] {hint}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_ERROR)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn govdata's own errors (and file-system refusals) into a message and exit code 1."""
+    try:
+        yield
+    except GovdataError as exc:
+        _fail(exc)
+    except (PermissionError, FileNotFoundError, IsADirectoryError) as exc:
+        _fail(exc)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what each step does.")] = False) -> None:
+    _setup_logging(verbose)
+
+
+def _progress(console: Console) -> tuple[Callable[[str, str], None], Callable[[], None]]:
+    status = console.status("starting…")
+    status.start()
+
+    def update(step: str, state: str) -> None:
+        if state == "start":
+            status.update(f"[bold]{step}[/] …")
+        elif state == "done":
+            console.print(f"  [green]✓[/] {step}")
+        elif state == "held":
+            console.print(f"  [red]✗[/] {step}: held by the quality gate")
+
+    return update, status.stop
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    rows = report["rows"]
+    colour = {"published": "green", "unchanged": "green", "held": "red"}.get(report["status"], "yellow")
+    out.print(f"\n[bold]{report['dataset']}[/] run {report['run_id']}: [{colour}]{report['status']}[/]", highlight=False)
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    table.add_row("collected", str(rows["collected"]))
+    table.add_row("published", str(rows["published"]))
+    detail = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in rows["quarantined_detail"].items() if v)
+    table.add_row("quarantined", f"{rows['quarantined']}" + (f"  ({detail})" if detail else ""))
+    table.add_row("duplicates removed", str(rows["duplicates_removed"]))
+    for rule, n in rows["filtered"].items():
+        table.add_row(f"filtered: {rule}", str(n))
+    if rows["held"]:
+        table.add_row("held (not published)", str(rows["held"]))
+    if report["version"]:
+        table.add_row("version", f"v{report['version']} ({report['version_rows']} rows)")
+    q = report["quality"]
+    table.add_row("quality score", f"{q['score']:.3f}")
+    for failed in q["failed_expectations"]:
+        table.add_row("  failed", f"{failed['name']}: {failed['unexpected_count']} rows" if failed["row_level"] else failed["name"])
+    for reason in q["held_because"]:
+        table.add_row("[red]held because[/]", reason)
+    for key, value in report["outputs"].items():
+        if value:
+            table.add_row(key, value)
+    out.print(table)
+
+
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Argument(help="The dataset spec (YAML).")],
+    date: Annotated[str | None, typer.Option("--date", help="Logical date YYYY-MM-DD (default: today, UTC).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+    home: HomeOpt = None,
+) -> None:
+    """Run one dataset through the five steps. Exit 0 published, 2 held by the quality gate, 1 error."""
+    from pipelines import runner  # noqa: PLC0415
+
+    with _user_errors():
+        progress, stop = _progress(err)
+        try:
+            report = runner.run(spec, date, home=home, progress=progress)
+        finally:
+            stop()
+    if as_json:
+        out.print_json(json.dumps(report, ensure_ascii=False, default=str))
+    else:
+        _print_report(report)
+    raise typer.Exit(EXIT_HELD if report["status"] == "held" else EXIT_OK)
+
+
+@app.command()
+def validate(spec: Annotated[Path, typer.Argument(help="The dataset spec (YAML).")]) -> None:
+    """Check a spec, its connector options and its expectation suite without running anything."""
+    from connectors import make_connector  # noqa: PLC0415
+    from expectations.suite import check_suite  # noqa: PLC0415 - reads JSON only, no GX
+    from pipelines.spec import load_spec  # noqa: PLC0415
+
+    with _user_errors():
+        s = load_spec(spec)
+        connector = make_connector(s.source.connector, s.source.options, base_dir=s.base_dir, where=f"{s.path} source")
+        check_suite(s.suite_path(), [c.name for c in s.columns])
+    out.print(f"[green]✓[/] {spec}: dataset [bold]{s.id}[/] ({s.name}, {s.department.name})", highlight=False)
+    out.print(f"  source: {connector.describe()}", highlight=False)
+    out.print(f"  {len(s.columns)} columns, primary key: {', '.join(s.primary_key) or 'none'}", highlight=False)
+    out.print(f"  suite: {s.suite_path()}", highlight=False)
+
+
+def _datasets_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "datasets"
+
+
+@app.command()
+def demo(
+    datasets: Annotated[Path | None, typer.Option(help="Folder of dataset specs (default: the bundled examples).")] = None,
+    date: Annotated[str | None, typer.Option("--date", help="Logical date YYYY-MM-DD (default: today, UTC).")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Run the bundled example departments end to end and show what was published and quarantined."""
+    from pipelines import runner  # noqa: PLC0415
+    from pipelines.spec import find_specs, load_spec  # noqa: PLC0415
+    from pipelines.workspace import Workspace  # noqa: PLC0415
+
+    folder = datasets or _datasets_dir()
+    with _user_errors():
+        specs = [load_spec(p) for p in find_specs(folder)]
+    if not specs:
+        _fail(GovdataError(f"no dataset specs under {folder}", hint="give --datasets DIR"))
+    ws = Workspace.from_env(home)
+    reports = []
+    for s in specs:
+        err.print(f"[bold]{s.department.name}[/] · {s.name} ({s.id})", highlight=False)
+        with _user_errors():
+            progress, stop = _progress(err)
+            try:
+                reports.append((s, runner.run(s, date, home=home, progress=progress)))
+            finally:
+                stop()
+    table = Table(title="govdata demo", show_lines=False)
+    for col in ("department", "dataset", "status", "collected", "published", "quarantined", "duplicates", "filtered", "version"):
+        table.add_column(col, justify="right" if col not in ("department", "dataset", "status") else "left")
+    for s, r in reports:
+        rows = r["rows"]
+        colour = "green" if r["status"] in ("published", "unchanged") else "red"
+        table.add_row(
+            s.department.name, s.id, f"[{colour}]{r['status']}[/]", str(rows["collected"]), str(rows["published"]),
+            str(rows["quarantined"]), str(rows["duplicates_removed"]), str(sum(rows["filtered"].values())),
+            f"v{r['version']}" if r["version"] else "-",
+        )
+    out.print(table)
+    out.print("\nWhere to look:", style="bold")
+    out.print(f"  published versions   {ws.exchange}", highlight=False)
+    out.print(f"  quarantined rows     {ws.root / 'quarantine'}  (reasons in the _govdata_reasons column)", highlight=False)
+    out.print(f"  run reports          {ws.root / 'reports'}/<dataset>/<run>/run_report.json", highlight=False)
+    out.print(f"  catalog              {ws.catalog_url}   (`govdata catalog list`)", highlight=False)
+    held = [r for _, r in reports if r["status"] == "held"]
+    raise typer.Exit(EXIT_HELD if held else EXIT_OK)
+
+
+@catalog_app.command("list")
+def catalog_list(home: HomeOpt = None) -> None:
+    """List the catalog entries with their latest version."""
+    from catalog.store import CatalogStore  # noqa: PLC0415
+    from pipelines.workspace import Workspace  # noqa: PLC0415
+
+    with _user_errors():
+        entries = CatalogStore(Workspace.from_env(home).catalog_url).entries()
+    table = Table(title="政务数据资源目录")
+    for col in ("id", "resource code", "name", "provider", "share type", "update cycle", "status", "version", "rows"):
+        table.add_column(col)
+    for e in entries:
+        latest = e.versions[-1] if e.versions else None
+        table.add_row(
+            e.id, e.resource_code, e.name, e.department.name, e.share_type, e.update_cycle, e.status,
+            f"v{latest.number}" if latest else "-", str(latest.row_count) if latest else "-",
+        )
+    out.print(table)
+
+
+@catalog_app.command("show")
+def catalog_show(
+    dataset: Annotated[str, typer.Argument(help="Dataset id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    home: HomeOpt = None,
+) -> None:
+    """Show one entry: the 13 core elements, its data items and versions."""
+    from catalog.store import CatalogStore  # noqa: PLC0415
+    from pipelines.workspace import Workspace  # noqa: PLC0415
+
+    with _user_errors():
+        store = CatalogStore(Workspace.from_env(home).catalog_url)
+        e = store.entry(dataset)
+        if e is None:
+            import difflib  # noqa: PLC0415
+
+            known = [x.id for x in store.entries()]
+            near = difflib.get_close_matches(dataset, known, n=1)
+            raise GovdataError(
+                f"no catalog entry {dataset!r}",
+                hint=(f"did you mean {near[0]!r}? " if near else "") + "`govdata catalog list` shows the entries",
+            )
+    elements = {
+        "1 信息资源分类": f"{e.classification_axis}/" + "/".join(e.classification_path),
+        "2 信息资源名称": e.name,
+        "3 信息资源代码": e.resource_code,
+        "4 信息资源提供方": e.department.name,
+        "5 提供方代码": e.department_uscc,
+        "6 信息资源摘要": e.abstract,
+        "7 信息资源格式": f"{e.format_category} ({e.format_type})",
+        "8 信息项": [
+            {"name": i.name, "title": i.title, "type": i.type_code, "length": i.length, "primary_key": i.primary_key,
+             "nullable": i.nullable, "sensitive": i.sensitive}
+            for i in e.items
+        ],
+        "9 共享属性": {"type": e.share_type, "condition": e.share_condition, "method": e.share_method},
+        "10 开放属性": {"open": e.open_to_public, "condition": e.open_condition},
+        "11 更新周期": e.update_cycle,
+        "12 发布日期": e.publish_date.isoformat() if e.publish_date else None,
+        "13 关联资源代码": e.related_resources,
+    }
+    versions = [
+        {"version": v.number, "run_id": v.run_id, "rows": v.row_count, "sha256": v.content_sha256,
+         "quality_score": v.quality.get("score"), "published_at": v.published_at.isoformat(), "location": v.location}
+        for v in e.versions
+    ]
+    if as_json:
+        out.print_json(json.dumps({"id": e.id, "status": e.status, "elements": elements, "versions": versions}, ensure_ascii=False))
+        return
+    table = Table(title=f"{e.name} ({e.id}) · {e.status}", show_header=False)
+    table.add_column("element", style="bold")
+    table.add_column("value")
+    for key, value in elements.items():
+        if key.startswith("8 "):
+            value = "\n".join(
+                f"{i['title']} {i['name']} {i['type']}{'' if i['length'] is None else '(' + str(i['length']) + ')'}"
+                + (" PK" if i["primary_key"] else "") + (" 敏感" if i["sensitive"] else "")
+                for i in value  # type: ignore[union-attr]
+            )
+        elif isinstance(value, dict | list):
+            value = json.dumps(value, ensure_ascii=False)
+        table.add_row(key, "" if value is None else str(value))
+    out.print(table)
+    vt = Table(title="versions")
+    for col in ("version", "run", "rows", "quality", "sha256", "published at"):
+        vt.add_column(col)
+    for v in versions:
+        vt.add_row(f"v{v['version']}", v["run_id"], str(v["rows"]), f"{v['quality_score']:.3f}" if v["quality_score"] is not None else "-",
+                   str(v["sha256"])[:12], v["published_at"])
+    out.print(vt)
+
+
+@app.command()
+def status(
+    dataset: Annotated[str | None, typer.Argument(help="Only this dataset.")] = None,
+    limit: Annotated[int, typer.Option(help="How many runs to show.")] = 20,
+    home: HomeOpt = None,
+) -> None:
+    """Show the latest runs: status, row accounting and version."""
+    from catalog.store import CatalogStore  # noqa: PLC0415
+    from pipelines.workspace import Workspace  # noqa: PLC0415
+
+    with _user_errors():
+        runs = CatalogStore(Workspace.from_env(home).catalog_url).runs(dataset, limit)
+    table = Table(title="recent runs")
+    for col in ("dataset", "run", "status", "collected", "published", "quarantined", "version", "finished"):
+        table.add_column(col)
+    for r in runs:
+        rows = r.report.get("rows", {})
+        table.add_row(
+            r.dataset, r.run_id, r.status, str(rows.get("collected", "-")), str(rows.get("published", "-")),
+            str(rows.get("quarantined", "-")), f"v{r.version}" if r.version else "-",
+            r.finished_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    if not runs:
+        out.print("no runs yet: try `govdata demo`")
+        return
+    out.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

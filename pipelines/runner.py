@@ -1,0 +1,595 @@
+"""The five steps of one run (collect → cleanse → quality → catalog → publish) and the run report.
+
+Each step is a plain function keyed by (spec, logical date). It reads what the previous step
+wrote (by path, under the workspace) and writes a small JSON step report, so the steps can run in
+one process (``govdata run``) or as separate Airflow tasks. Re-running a key replaces that run's
+outputs; publishing identical content again is a no-op recognised by checksum.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from connectors import make_connector
+from connectors.base import DATA_FILE, REJECTS_FILE, ROW_COLUMN
+from pipelines import cleanse as cleanse_mod
+from pipelines.errors import GovdataError, QualityGateHeld, SourceError, SpecError
+from pipelines.quality import dimension_of, pass_rate, summarise
+from pipelines.spec import DUCKDB_TYPES, DatasetSpec, load_spec
+from pipelines.sql import connect, copy_to_parquet, ident, path_lit
+from pipelines.workspace import Workspace, run_id_for
+
+log = logging.getLogger(__name__)
+
+STEPS = ("collect", "cleanse", "quality", "catalog", "publish")
+QUARANTINE_FILE = "quarantine.parquet"
+ACCEPTED_FILE = "accepted.parquet"
+CANDIDATE_FILE = "candidate.parquet"
+
+Progress = Callable[[str, str], None]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a step needs to find its inputs and outputs."""
+
+    spec: DatasetSpec
+    workspace: Workspace
+    logical_date: dt.date | dt.datetime
+    run_id: str
+
+    @classmethod
+    def make(cls, spec: str | Path | DatasetSpec, logical_date: dt.date | dt.datetime | str | None, home: str | Path | None) -> RunContext:
+        spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec)
+        if logical_date is None:
+            logical_date = dt.datetime.now(dt.UTC).date()
+        elif isinstance(logical_date, str):
+            try:
+                logical_date = dt.date.fromisoformat(logical_date)
+            except ValueError:
+                raise SpecError(f"--date {logical_date!r} is not a date", hint="use YYYY-MM-DD") from None
+        return cls(spec, Workspace.from_env(home), logical_date, run_id_for(logical_date))
+
+    @property
+    def dataset(self) -> str:
+        return self.spec.id
+
+    @property
+    def landing(self) -> Path:
+        return self.workspace.landing(self.dataset, self.run_id)
+
+    @property
+    def staging(self) -> Path:
+        return self.workspace.staging(self.dataset, self.run_id)
+
+    @property
+    def quarantine(self) -> Path:
+        return self.workspace.quarantine(self.dataset, self.run_id)
+
+    @property
+    def reports(self) -> Path:
+        return self.workspace.reports(self.dataset, self.run_id)
+
+    def step_file(self, step: str) -> Path:
+        return self.reports / "steps" / f"{step}.json"
+
+    def write_step(self, step: str, payload: dict[str, Any]) -> dict[str, Any]:
+        payload = {"dataset": self.dataset, "run_id": self.run_id, "step": step, "finished_at": _now(), **payload}
+        target = self.step_file(step)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+        tmp.replace(target)
+        return payload
+
+    def read_step(self, step: str) -> dict[str, Any]:
+        path = self.step_file(step)
+        if not path.is_file():
+            raise GovdataError(
+                f"{self.dataset} run {self.run_id}: the {step} step has not run yet",
+                hint=f"run the steps in order, or `govdata run {self.spec.path}` for all five",
+            )
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return data
+
+    def catalog(self) -> Any:
+        from catalog.store import CatalogStore  # noqa: PLC0415 - SQLAlchemy models only when needed
+
+        return CatalogStore(self.workspace.catalog_url)
+
+    def exchange(self) -> Any:
+        from exchange.store import LocalExchangeStore  # noqa: PLC0415
+
+        return LocalExchangeStore(self.workspace.exchange)
+
+
+def _fresh_dir(target: Path) -> Path:
+    """An empty sibling folder to build ``target`` in (renamed over it when done)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.incoming-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    return tmp
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+
+
+# --- 1 collect ---------------------------------------------------------------------------------
+
+
+def collect(spec: str | Path | DatasetSpec, logical_date: Any = None, *, home: str | Path | None = None) -> dict[str, Any]:
+    """Read the source into an immutable landing copy (Parquet, row count, sha256)."""
+    ctx = spec if isinstance(spec, RunContext) else RunContext.make(spec, logical_date, home)
+    s = ctx.spec
+    where = f"{s.path} source"
+    connector = make_connector(s.source.connector, s.source.options, base_dir=s.base_dir, where=where)
+    since = None
+    if s.publish.mode == "merge":
+        latest = ctx.catalog().latest_version(s.id)
+        since = latest.watermark if latest is not None else None
+    tmp = _fresh_dir(ctx.landing)
+    try:
+        result = connector.collect(tmp, since=since)
+        total = result.rows + result.rejected
+        if total == 0 and since is None:
+            raise SourceError(
+                f"{connector.describe()}: the source has no data rows (columns: {', '.join(result.columns) or 'none'})",
+                hint="check that the export is complete; nothing was published",
+            )
+        ignored = cleanse_mod.check_schema(s, result.columns, connector.describe())
+        from exchange.store import sha256_file  # noqa: PLC0415
+
+        manifest = {
+            "dataset": s.id,
+            "run_id": ctx.run_id,
+            "source": connector.describe(),
+            "connector": s.source.connector,
+            "rows": result.rows,
+            "rejected": result.rejected,
+            "source_sha256": result.source_sha256,
+            "landing_sha256": sha256_file(tmp / DATA_FILE),
+            "columns": result.columns,
+            "ignored_columns": ignored,
+            "since": since,
+            "watermark": result.watermark,
+            "details": result.details,
+            "collected_at": _now(),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+        for f in tmp.iterdir():
+            f.chmod(0o444)  # the landing copy is immutable
+        _replace_dir(tmp, ctx.landing)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ctx.write_step(
+        "collect",
+        {
+            "rows": result.rows + result.rejected,
+            "landed": result.rows,
+            "rejected": result.rejected,
+            "source": connector.describe(),
+            "source_sha256": result.source_sha256,
+            "watermark": result.watermark,
+            "since": since,
+            "ignored_columns": ignored,
+            "details": result.details,
+            "outputs": {"landing": str(ctx.landing)},
+        },
+    )
+
+
+# --- 2 cleanse ---------------------------------------------------------------------------------
+
+
+def cleanse(spec: Any, logical_date: Any = None, *, home: str | Path | None = None) -> dict[str, Any]:
+    """Standardise, cast and de-duplicate the landed rows into the staging folder."""
+    ctx = spec if isinstance(spec, RunContext) else RunContext.make(spec, logical_date, home)
+    collected = ctx.read_step("collect")
+    tmp = _fresh_dir(ctx.staging)
+    try:
+        res = cleanse_mod.cleanse(ctx.spec, ctx.landing / DATA_FILE, tmp, where=collected["source"])
+        shutil.rmtree(tmp / ".spill", ignore_errors=True)
+        _replace_dir(tmp, ctx.staging)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ctx.write_step(
+        "cleanse",
+        {
+            "rows_in": res.rows_in,
+            "staged": res.staged,
+            "cast_failed": res.cast_failed,
+            "duplicates_removed": res.duplicates,
+            "filtered": res.filtered,
+            "problems": res.problems,
+            "outputs": {"staging": str(ctx.staging)},
+        },
+    )
+
+
+# --- 3 quality ---------------------------------------------------------------------------------
+
+
+def _build_quarantine(ctx: RunContext, failures: Path | None) -> int:
+    """Write every quarantined row (read rejects, cast failures, gate failures) with its reasons."""
+    con = connect(ctx.quarantine / ".spill")
+    try:
+        con.execute(f"CREATE VIEW landing AS SELECT * FROM read_parquet({path_lit(ctx.landing / DATA_FILE)})")
+        src_cols = [r[0] for r in con.execute("DESCRIBE landing").fetchall() if r[0] != ROW_COLUMN]
+        as_text = ", ".join(f"CAST(l.{ident(c)} AS VARCHAR) AS {ident(c)}" for c in src_cols)
+        nulls = ", ".join(f"NULL::VARCHAR AS {ident(c)}" for c in src_cols)
+        parts = []
+        rejects = ctx.landing / REJECTS_FILE
+        if rejects.is_file():
+            parts.append(
+                f"SELECT {ident(ROW_COLUMN)}, 'collect' AS _govdata_stage, [reason] AS _govdata_reasons, raw AS _govdata_raw"
+                f"{', ' + nulls if nulls else ''} FROM read_parquet({path_lit(rejects)})"
+            )
+        cast_failed = ctx.staging / cleanse_mod.CAST_FAILED_FILE
+        if cast_failed.is_file():
+            parts.append(
+                f"SELECT l.{ident(ROW_COLUMN)}, 'cleanse', c.{cleanse_mod.REASONS}, NULL::VARCHAR"
+                f"{', ' + as_text if as_text else ''} FROM read_parquet({path_lit(cast_failed)}) c "
+                f"JOIN landing l USING ({ident(ROW_COLUMN)})"
+            )
+        if failures is not None:
+            parts.append(
+                f"SELECT l.{ident(ROW_COLUMN)}, 'quality', f.reasons, NULL::VARCHAR{', ' + as_text if as_text else ''} "
+                f"FROM (SELECT {ident(ROW_COLUMN)}, list(expectation ORDER BY expectation) AS reasons "
+                f"FROM read_parquet({path_lit(failures)}) GROUP BY 1) f JOIN landing l USING ({ident(ROW_COLUMN)})"
+            )
+        target = ctx.quarantine / QUARANTINE_FILE
+        if not parts:
+            target.unlink(missing_ok=True)
+            return 0
+        copy_to_parquet(con, " UNION ALL ".join(parts) + " ORDER BY 1", target)
+        row = con.execute(f"SELECT count(*) FROM read_parquet({path_lit(target)})").fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        con.close()
+        shutil.rmtree(ctx.quarantine / ".spill", ignore_errors=True)
+
+
+def quality(spec: Any, logical_date: Any = None, *, home: str | Path | None = None) -> dict[str, Any]:
+    """Run the expectation suite on the staged rows; quarantine failing rows; hold or pass."""
+    ctx = spec if isinstance(spec, RunContext) else RunContext.make(spec, logical_date, home)
+    collected = ctx.read_step("collect")
+    cleansed = ctx.read_step("cleanse")
+    s = ctx.spec
+    suite = s.suite_path()
+    from expectations import gate  # noqa: PLC0415 - the only place GX is imported
+
+    ctx.quarantine.mkdir(parents=True, exist_ok=True)
+    gx_dir = ctx.reports / "gx"
+    result = gate.validate(
+        ctx.staging / cleanse_mod.STAGED_FILE,
+        suite,
+        report_dir=gx_dir,
+        dataset=s.id,
+        run_id=ctx.run_id,
+        row_column=ROW_COLUMN,
+        sensitive_columns=s.sensitive_columns,
+    )
+    failures = result.failures_path
+    con = connect()
+    try:
+        staged = path_lit(ctx.staging / cleanse_mod.STAGED_FILE)
+        anti = ""
+        if failures is not None:
+            anti = f" WHERE {ident(ROW_COLUMN)} NOT IN (SELECT {ident(ROW_COLUMN)} FROM read_parquet({path_lit(failures)}))"
+        copy_to_parquet(con, f"SELECT * FROM read_parquet({staged}){anti}", ctx.staging / ACCEPTED_FILE)
+        row = con.execute(f"SELECT count(*) FROM read_parquet({path_lit(ctx.staging / ACCEPTED_FILE)})").fetchone()
+        accepted = int(row[0]) if row else 0
+    finally:
+        con.close()
+    gate_failed_rows = cleansed["staged"] - accepted
+    quarantined = _build_quarantine(ctx, failures)
+    suite_meta = {i: e.get("meta") or {} for i, e in enumerate(json.loads(suite.read_text(encoding="utf-8"))["expectations"])}
+    outcomes = []
+    for i, o in enumerate(result.outcomes):
+        rate = pass_rate(o.element_count, o.unexpected_count, o.success, o.row_level)
+        outcomes.append(
+            {
+                "name": o.name,
+                "type": o.expectation_type,
+                "column": o.column,
+                "success": o.success,
+                "row_level": o.row_level,
+                "element_count": o.element_count,
+                "unexpected_count": o.unexpected_count,
+                "observed_value": o.observed_value,
+                "dimension": dimension_of(o.expectation_type, suite_meta.get(i)),
+                "pass_rate": round(rate, 6),
+            }
+        )
+    total = collected["rows"]
+    share = quarantined / total if total else 0.0
+    blocking = [o["name"] for o in outcomes if not o["success"] and not o["row_level"]]
+    reasons = [f"dataset-level expectation failed: {name}" for name in blocking]
+    if share > s.quality.max_quarantine_share:
+        reasons.append(
+            f"{quarantined} of {total} rows quarantined ({share:.1%}), above the limit of {s.quality.max_quarantine_share:.1%}"
+        )
+    summary = {
+        "success": not reasons,
+        "held_because": reasons,
+        "quarantined_share": round(share, 6),
+        "expectations": outcomes,
+        "failed_expectations": [o for o in outcomes if not o["success"]],
+        "validation_result": str(result.validation_result_path),
+        **summarise(outcomes),
+    }
+    report = ctx.write_step(
+        "quality",
+        {
+            "status": "passed" if not reasons else "held",
+            "accepted": accepted,
+            "quarantined_by_gate": gate_failed_rows,
+            "quarantined": quarantined,
+            "quality": summary,
+            "outputs": {"quarantine": str(ctx.quarantine), "reports": str(ctx.reports)},
+        },
+    )
+    if reasons:
+        raise QualityGateHeld(
+            f"{s.id} run {ctx.run_id} held by the quality gate: " + "; ".join(reasons),
+            report=report,
+            hint=f"look at the quarantined rows in {ctx.quarantine} and the validation result in {gx_dir}; "
+            "fix the source and run again",
+        )
+    return report
+
+
+# --- 4 catalog ---------------------------------------------------------------------------------
+
+
+def _schema(spec: DatasetSpec) -> list[dict[str, Any]]:
+    return [
+        {"name": c.name, "title": c.title, "type": c.type, "type_code": c.type_code, "duckdb_type": DUCKDB_TYPES[c.type],
+         "primary_key": c.primary_key, "nullable": c.nullable, "sensitive": c.sensitive}
+        for c in spec.columns
+    ]
+
+
+def catalog(spec: Any, logical_date: Any = None, *, home: str | Path | None = None) -> dict[str, Any]:
+    """Register the catalog entry and prepare the candidate version (canonical file + checksum)."""
+    ctx = spec if isinstance(spec, RunContext) else RunContext.make(spec, logical_date, home)
+    collected = ctx.read_step("collect")
+    checked = ctx.read_step("quality")
+    if checked.get("status") != "passed":
+        raise QualityGateHeld(f"{ctx.dataset} run {ctx.run_id} was held by the quality gate; nothing to catalog")
+    s = ctx.spec
+    store = ctx.catalog()
+    store.register(s, source=collected["source"])
+    latest = store.latest_version(s.id)
+    from exchange.store import sha256_file  # noqa: PLC0415
+
+    names = ", ".join(ident(c.name) for c in s.columns)
+    order = ", ".join(ident(c) for c in (s.primary_key or [c.name for c in s.columns]))
+    accepted = f"read_parquet({path_lit(ctx.staging / ACCEPTED_FILE)})"
+    query = f"SELECT {names} FROM {accepted}"
+    if s.publish.mode == "merge" and latest is not None:
+        previous = ctx.exchange().read(s.id, latest.number)
+        if previous is not None:
+            keys = ", ".join(ident(k) for k in s.primary_key)
+            query = (
+                f"SELECT {names} FROM read_parquet({path_lit(previous.data_path)}) "
+                f"WHERE ({keys}) NOT IN (SELECT ({keys}) FROM {accepted}) UNION ALL {query}"
+            )
+    candidate = ctx.staging / CANDIDATE_FILE
+    con = connect(ctx.staging / ".spill")
+    try:
+        copy_to_parquet(con, f"SELECT * FROM ({query}) ORDER BY {order}", candidate)
+        row = con.execute(f"SELECT count(*) FROM read_parquet({path_lit(candidate)})").fetchone()
+        rows = int(row[0]) if row else 0
+    finally:
+        con.close()
+        shutil.rmtree(ctx.staging / ".spill", ignore_errors=True)
+    digest = sha256_file(candidate)
+    unchanged = latest is not None and latest.content_sha256 == digest
+    return ctx.write_step(
+        "catalog",
+        {
+            "entry": s.id,
+            "resource_code": s.catalog.resource_code,
+            "candidate_rows": rows,
+            "content_sha256": digest,
+            "unchanged": unchanged,
+            "current_version": latest.number if latest else None,
+            "schema": _schema(s),
+            "outputs": {"candidate": str(candidate)},
+        },
+    )
+
+
+# --- 5 publish ---------------------------------------------------------------------------------
+
+
+def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = None) -> dict[str, Any]:
+    """Commit the candidate to the exchange store, then the catalog version row (the commit point)."""
+    ctx = spec if isinstance(spec, RunContext) else RunContext.make(spec, logical_date, home)
+    collected = ctx.read_step("collect")
+    checked = ctx.read_step("quality")
+    prepared = ctx.read_step("catalog")
+    s = ctx.spec
+    store = ctx.catalog()
+    exchange = ctx.exchange()
+    latest = store.latest_version(s.id)
+    if latest is not None and latest.content_sha256 == prepared["content_sha256"]:
+        return ctx.write_step(
+            "publish",
+            {"status": "unchanged", "version": latest.number, "uri": latest.location, "rows": latest.row_count,
+             "content_sha256": latest.content_sha256, "outputs": {"published": latest.location}},
+        )
+    if not s.publish.enabled:
+        return ctx.write_step("publish", {"status": "skipped", "version": None, "uri": None, "outputs": {}})
+    candidate = ctx.staging / CANDIDATE_FILE
+    number = (latest.number if latest else 0) + 1
+    exchange.clear_incoming(s.id)
+    if not candidate.is_file():
+        # A previous attempt moved the candidate into the store and died before the catalog row.
+        stored = exchange.read(s.id, number)
+        if stored is None or stored.manifest.get("content_sha256") != prepared["content_sha256"]:
+            raise GovdataError(
+                f"{s.id} run {ctx.run_id}: the prepared version is gone", hint="run the catalog step again (or `govdata run`)"
+            )
+    from exchange.store import sha256_file  # noqa: PLC0415
+
+    manifest = {
+        "resource": s.id,
+        "resource_code": s.catalog.resource_code,
+        "version": number,
+        "run_id": ctx.run_id,
+        "created_at": _now(),
+        "rows": prepared["candidate_rows"],
+        "schema": prepared["schema"],
+        "primary_key": s.primary_key,
+        "content_sha256": prepared["content_sha256"],
+        "files": [{"path": "data.parquet", "rows": prepared["candidate_rows"], "sha256": prepared["content_sha256"],
+                   "bytes": candidate.stat().st_size if candidate.is_file() else None}],
+        "quality": {k: checked["quality"][k] for k in ("success", "score", "dimensions")},
+        "lineage": {"source": collected["source"], "source_sha256": collected["source_sha256"], "run_id": ctx.run_id},
+    }
+    stored = exchange.write(s.id, number, candidate, manifest)
+    if sha256_file(stored.data_path) != prepared["content_sha256"]:
+        raise GovdataError(f"{stored.data_path}: checksum differs from the prepared version", hint="run again")
+    store.add_version(
+        s.id,
+        number=number,
+        run_id=ctx.run_id,
+        row_count=prepared["candidate_rows"],
+        content_sha256=prepared["content_sha256"],
+        schema=prepared["schema"],
+        quality=manifest["quality"],
+        lineage=manifest["lineage"],
+        location=str(stored.path),
+        watermark=collected.get("watermark"),
+    )
+    return ctx.write_step(
+        "publish",
+        {"status": "published", "version": number, "uri": str(stored.path), "rows": prepared["candidate_rows"],
+         "content_sha256": prepared["content_sha256"], "outputs": {"published": str(stored.path)}},
+    )
+
+
+# --- the whole run -----------------------------------------------------------------------------
+
+
+def run(
+    spec: str | Path | DatasetSpec,
+    logical_date: Any = None,
+    *,
+    home: str | Path | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run all five steps and return the run report (also written as ``run_report.json``).
+
+    A quality hold returns a report with status ``held`` (it does not raise); other errors raise.
+    """
+    ctx = RunContext.make(spec, logical_date, home)
+    started = _now()
+    steps = {"collect": collect, "cleanse": cleanse, "quality": quality, "catalog": catalog, "publish": publish}
+    for name in STEPS:
+        ctx.step_file(name).unlink(missing_ok=True)
+    status = "published"
+    for name, fn in steps.items():
+        if progress:
+            progress(name, "start")
+        try:
+            fn(ctx)  # type: ignore[arg-type]
+        except QualityGateHeld:
+            status = "held"
+            if progress:
+                progress(name, "held")
+            break
+        except GovdataError as exc:
+            _record_failure(ctx, name, started, exc)
+            raise
+        if progress:
+            progress(name, "done")
+    report = build_report(ctx, started=started, status=status)
+    return report
+
+
+def _record_failure(ctx: RunContext, step: str, started: str, exc: GovdataError) -> None:
+    """Keep a failed run visible in `govdata status` (best effort: the catalog may be the problem)."""
+    report = {"dataset": ctx.dataset, "run_id": ctx.run_id, "status": "failed", "failed_step": step,
+              "error": exc.message, "hint": exc.hint, "started_at": started, "finished_at": _now()}
+    try:
+        ctx.reports.mkdir(parents=True, exist_ok=True)
+        (ctx.reports / "run_report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+        ctx.catalog().record_run(ctx.dataset, ctx.run_id, "failed", None, report)
+    except (GovdataError, OSError) as again:
+        log.warning("could not record the failed run %s/%s: %s", ctx.dataset, ctx.run_id, again)
+
+
+def build_report(ctx: RunContext, *, started: str, status: str) -> dict[str, Any]:
+    """The run report: exact row accounting, version, quality summary, output locations."""
+    collected = ctx.read_step("collect")
+    cleansed = ctx.read_step("cleanse")
+    checked = ctx.read_step("quality")
+    published = ctx.read_step("publish") if status == "published" else None
+    if published is not None and published["status"] == "unchanged":
+        status = "unchanged"
+    rows_published = checked["accepted"] if status in ("published", "unchanged") else 0
+    rows = {
+        "collected": collected["rows"],
+        "published": rows_published,
+        "quarantined": checked["quarantined"],
+        "quarantined_detail": {
+            "malformed_at_read": collected["rejected"],
+            "cast_failed": cleansed["cast_failed"],
+            "failed_expectations": checked["quarantined_by_gate"],
+        },
+        "duplicates_removed": cleansed["duplicates_removed"],
+        "filtered": cleansed["filtered"],
+        "held": checked["accepted"] if status == "held" else 0,
+    }
+    accounted = rows["published"] + rows["held"] + rows["quarantined"] + rows["duplicates_removed"] + sum(rows["filtered"].values())
+    if accounted != rows["collected"]:
+        raise GovdataError(
+            f"{ctx.dataset} run {ctx.run_id}: row accounting does not balance ({accounted} accounted of {rows['collected']})",
+            hint="this is a bug in govdata; please report it with the run folder",
+        )
+    report = {
+        "dataset": ctx.dataset,
+        "run_id": ctx.run_id,
+        "logical_date": ctx.logical_date.isoformat(),
+        "status": status,
+        "started_at": started,
+        "finished_at": _now(),
+        "source": collected["source"],
+        "rows": rows,
+        "version": published["version"] if published else None,
+        "version_rows": published.get("rows") if published else None,
+        "content_sha256": published.get("content_sha256") if published else None,
+        "quality": checked["quality"],
+        "problems": cleansed["problems"],
+        "outputs": {
+            "landing": str(ctx.landing),
+            "staging": str(ctx.staging),
+            "quarantine": str(ctx.quarantine) if rows["quarantined"] else None,
+            "reports": str(ctx.reports),
+            "published": published["uri"] if published else None,
+        },
+    }
+    path = ctx.reports / "run_report.json"
+    path.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    ctx.catalog().record_run(ctx.dataset, ctx.run_id, status, report["version"], json.loads(json.dumps(report, default=str)))
+    return report

@@ -1,0 +1,61 @@
+"""Shared fixtures: real services (skipped, or failed in CI, when absent) and a scratch workspace."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+REQUIRE_SERVICES = os.environ.get("GOVDATA_REQUIRE_SERVICES") == "1"
+
+POSTGRES_URL = os.environ.get("GOVDATA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+MARIADB_URL = os.environ.get("GOVDATA_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _service(name: str, host: str, port: int, url: str) -> str:
+    if _reachable(host, port):
+        return url
+    message = f"{name} is not reachable on {host}:{port}"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message}, and GOVDATA_REQUIRE_SERVICES=1 requires it", pytrace=False)
+    pytest.skip(f"{message}: start it (see CONTRIBUTING.md) to run this integration test")
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """URL of the machine's PostgreSQL (database ``test``)."""
+    return _service("PostgreSQL", "127.0.0.1", 5432, POSTGRES_URL)
+
+
+@pytest.fixture
+def mariadb_url() -> str:
+    """URL of the machine's MariaDB/MySQL (database ``test``)."""
+    return _service("MariaDB", "127.0.0.1", 3306, MARIADB_URL)
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A table name no other test run uses."""
+    return f"t_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh GOVDATA_HOME for one test."""
+    home = tmp_path / "govdata-home"
+    monkeypatch.setenv("GOVDATA_HOME", str(home))
+    monkeypatch.delenv("GOVDATA_CATALOG_URL", raising=False)
+    yield home
