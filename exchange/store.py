@@ -94,7 +94,7 @@ class LocalExchangeStore:
             with f.open("rb") as fh:
                 os.fsync(fh.fileno())
         _fsync_dir(incoming)
-        os.rename(incoming, target)
+        incoming.rename(target)
         _fsync_dir(target.parent)
         return StoredVersion(resource, number, target, manifest)
 

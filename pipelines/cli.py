@@ -123,7 +123,7 @@ def run(
     home: HomeOpt = None,
 ) -> None:
     """Run one dataset through the five steps. Exit 0 published, 2 held by the quality gate, 1 error."""
-    from pipelines import runner  # noqa: PLC0415
+    from pipelines import runner
 
     with _user_errors():
         progress, stop = _progress(err)
@@ -141,9 +141,10 @@ def run(
 @app.command()
 def validate(spec: Annotated[Path, typer.Argument(help="The dataset spec (YAML).")]) -> None:
     """Check a spec, its connector options and its expectation suite without running anything."""
-    from connectors import make_connector  # noqa: PLC0415
-    from expectations.suite import check_suite  # noqa: PLC0415 - reads JSON only, no GX
-    from pipelines.spec import load_spec  # noqa: PLC0415
+    from expectations.suite import check_suite
+
+    from connectors import make_connector
+    from pipelines.spec import load_spec
 
     with _user_errors():
         s = load_spec(spec)
@@ -166,9 +167,9 @@ def demo(
     home: HomeOpt = None,
 ) -> None:
     """Run the bundled example departments end to end and show what was published and quarantined."""
-    from pipelines import runner  # noqa: PLC0415
-    from pipelines.spec import find_specs, load_spec  # noqa: PLC0415
-    from pipelines.workspace import Workspace  # noqa: PLC0415
+    from pipelines import runner
+    from pipelines.spec import find_specs, load_spec
+    from pipelines.workspace import Workspace
 
     folder = datasets or _datasets_dir()
     with _user_errors():
@@ -209,8 +210,8 @@ def demo(
 @catalog_app.command("list")
 def catalog_list(home: HomeOpt = None) -> None:
     """List the catalog entries with their latest version."""
-    from catalog.store import CatalogStore  # noqa: PLC0415
-    from pipelines.workspace import Workspace  # noqa: PLC0415
+    from catalog.store import CatalogStore
+    from pipelines.workspace import Workspace
 
     with _user_errors():
         entries = CatalogStore(Workspace.from_env(home).catalog_url).entries()
@@ -233,14 +234,14 @@ def catalog_show(
     home: HomeOpt = None,
 ) -> None:
     """Show one entry: the 13 core elements, its data items and versions."""
-    from catalog.store import CatalogStore  # noqa: PLC0415
-    from pipelines.workspace import Workspace  # noqa: PLC0415
+    from catalog.store import CatalogStore
+    from pipelines.workspace import Workspace
 
     with _user_errors():
         store = CatalogStore(Workspace.from_env(home).catalog_url)
         e = store.entry(dataset)
         if e is None:
-            import difflib  # noqa: PLC0415
+            import difflib
 
             known = [x.id for x in store.entries()]
             near = difflib.get_close_matches(dataset, known, n=1)
@@ -280,21 +281,27 @@ def catalog_show(
     table.add_column("value")
     for key, value in elements.items():
         if key.startswith("8 "):
-            value = "\n".join(
-                f"{i['title']} {i['name']} {i['type']}{'' if i['length'] is None else '(' + str(i['length']) + ')'}"
-                + (" PK" if i["primary_key"] else "") + (" 敏感" if i["sensitive"] else "")
-                for i in value  # type: ignore[union-attr]
+            shown = "\n".join(
+                f"{i.title} {i.name} {i.type_code}{'' if i.length is None else f'({i.length})'}"
+                + (" PK" if i.primary_key else "")
+                + (" 敏感" if i.sensitive else "")
+                for i in e.items
             )
         elif isinstance(value, dict | list):
-            value = json.dumps(value, ensure_ascii=False)
-        table.add_row(key, "" if value is None else str(value))
+            shown = json.dumps(value, ensure_ascii=False)
+        else:
+            shown = "" if value is None else str(value)
+        table.add_row(key, shown)
     out.print(table)
     vt = Table(title="versions")
     for col in ("version", "run", "rows", "quality", "sha256", "published at"):
         vt.add_column(col)
     for v in versions:
-        vt.add_row(f"v{v['version']}", v["run_id"], str(v["rows"]), f"{v['quality_score']:.3f}" if v["quality_score"] is not None else "-",
-                   str(v["sha256"])[:12], v["published_at"])
+        score = v["quality_score"]
+        vt.add_row(
+            f"v{v['version']}", str(v["run_id"]), str(v["rows"]), "-" if score is None else f"{score:.3f}",
+            str(v["sha256"])[:12], str(v["published_at"]),
+        )
     out.print(vt)
 
 
@@ -305,8 +312,8 @@ def status(
     home: HomeOpt = None,
 ) -> None:
     """Show the latest runs: status, row accounting and version."""
-    from catalog.store import CatalogStore  # noqa: PLC0415
-    from pipelines.workspace import Workspace  # noqa: PLC0415
+    from catalog.store import CatalogStore
+    from pipelines.workspace import Workspace
 
     with _user_errors():
         runs = CatalogStore(Workspace.from_env(home).catalog_url).runs(dataset, limit)

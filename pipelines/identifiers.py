@@ -67,7 +67,7 @@ def is_valid_resident_id(value: object, *, today: dt.date | None = None, allow_1
         born = dt.date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
     except ValueError:
         return False
-    if born > (today or dt.date.today()) or born.year < 1800:
+    if born > (today or dt.datetime.now(dt.UTC).date()) or born.year < 1800:
         return False
     return resident_id_check_char(value[:17]) == value[17]
 

@@ -49,12 +49,13 @@ def pass_rate(element_count: int, unexpected_count: int, success: bool, row_leve
 
 def summarise(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     """Scores per dimension and overall (the mean of the dimensions evaluated), in [0, 1]."""
-    by_dim: dict[str, list[float]] = defaultdict(list)
+    by_dim: dict[str, list[float]] = defaultdict(list)  # dimension -> pass rates
     for o in outcomes:
         by_dim[o["dimension"]].append(o["pass_rate"])
+    scores = {key: round(sum(v) / len(v), 6) for key, v in by_dim.items()}
     dims = {
-        key: {"name": DIMENSIONS[key][0], "dama": DIMENSIONS[key][1], "score": round(sum(v) / len(v), 6), "checks": len(v)}
-        for key, v in by_dim.items()
+        key: {"name": DIMENSIONS[key][0], "dama": DIMENSIONS[key][1], "score": scores[key], "checks": len(by_dim[key])}
+        for key in by_dim
     }
-    overall = round(sum(d["score"] for d in dims.values()) / len(dims), 6) if dims else 1.0
+    overall = round(sum(scores.values()) / len(scores), 6) if scores else 1.0
     return {"score": overall, "dimensions": dims}

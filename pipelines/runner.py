@@ -105,12 +105,12 @@ class RunContext:
         return data
 
     def catalog(self) -> Any:
-        from catalog.store import CatalogStore  # noqa: PLC0415 - SQLAlchemy models only when needed
+        from catalog.store import CatalogStore
 
         return CatalogStore(self.workspace.catalog_url)
 
     def exchange(self) -> Any:
-        from exchange.store import LocalExchangeStore  # noqa: PLC0415
+        from exchange.store import LocalExchangeStore
 
         return LocalExchangeStore(self.workspace.exchange)
 
@@ -152,7 +152,7 @@ def collect(spec: str | Path | DatasetSpec, logical_date: Any = None, *, home: s
                 hint="check that the export is complete; nothing was published",
             )
         ignored = cleanse_mod.check_schema(s, result.columns, connector.describe())
-        from exchange.store import sha256_file  # noqa: PLC0415
+        from exchange.store import sha256_file
 
         manifest = {
             "dataset": s.id,
@@ -273,7 +273,7 @@ def quality(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
     cleansed = ctx.read_step("cleanse")
     s = ctx.spec
     suite = s.suite_path()
-    from expectations import gate  # noqa: PLC0415 - the only place GX is imported
+    from expectations import gate
 
     ctx.quarantine.mkdir(parents=True, exist_ok=True)
     gx_dir = ctx.reports / "gx"
@@ -378,7 +378,7 @@ def catalog(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
     store = ctx.catalog()
     store.register(s, source=collected["source"])
     latest = store.latest_version(s.id)
-    from exchange.store import sha256_file  # noqa: PLC0415
+    from exchange.store import sha256_file
 
     names = ", ".join(ident(c.name) for c in s.columns)
     order = ", ".join(ident(c) for c in (s.primary_key or [c.name for c in s.columns]))
@@ -449,7 +449,7 @@ def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
             raise GovdataError(
                 f"{s.id} run {ctx.run_id}: the prepared version is gone", hint="run the catalog step again (or `govdata run`)"
             )
-    from exchange.store import sha256_file  # noqa: PLC0415
+    from exchange.store import sha256_file
 
     manifest = {
         "resource": s.id,

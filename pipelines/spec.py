@@ -9,9 +9,9 @@ import datetime as dt
 import difflib
 import importlib.util
 import re
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -29,7 +29,7 @@ class _Closed(BaseModel):
 # --- the 13 core elements' value lists (DOMAIN.md) ---------------------------------------------
 
 
-class ShareType(str, Enum):
+class ShareType(StrEnum):
     """共享类型. Shanghai's 2018 names (授权共享, 非共享) are accepted as aliases."""
 
     UNCONDITIONAL = "无条件共享"
@@ -49,7 +49,7 @@ SHARE_TYPE_ALIASES = {
 }
 
 
-class UpdateCycle(str, Enum):
+class UpdateCycle(StrEnum):
     """更新周期."""
 
     REALTIME = "实时"
@@ -62,7 +62,7 @@ class UpdateCycle(str, Enum):
     OTHER = "其他"
 
 
-class ShareMethod(str, Enum):
+class ShareMethod(StrEnum):
     """共享方式."""
 
     DATABASE = "数据库"
@@ -70,7 +70,7 @@ class ShareMethod(str, Enum):
     API = "接口"
 
 
-class FormatCategory(str, Enum):
+class FormatCategory(StrEnum):
     """信息资源格式分类."""
 
     DOCUMENT = "电子文件"
@@ -82,7 +82,7 @@ class FormatCategory(str, Enum):
     SERVICE = "服务接口"
 
 
-class ClassificationAxis(str, Enum):
+class ClassificationAxis(StrEnum):
     """The three classification axes of the catalog."""
 
     BASE = "基础"
@@ -437,7 +437,7 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
-def _describe(path: Path, node: yaml.Node | None, err: dict[str, Any]) -> str:
+def _describe(path: Path, node: yaml.Node | None, err: Any) -> str:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     key = ".".join(str(p) for p in loc) or "(top level)"
     line = _line_of(node, loc)

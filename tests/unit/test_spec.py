@@ -30,7 +30,7 @@ def test_valid_spec_loads(tmp_path: Path) -> None:
 def test_unknown_key_names_file_line_and_nearest_key(tmp_path: Path) -> None:
     text = yaml.safe_dump(spec_dict(), allow_unicode=True, sort_keys=False).replace("primary_key: true", "primray_key: true")
     path = write(tmp_path, text)
-    line = next(i for i, l in enumerate(text.splitlines(), start=1) if "primray_key" in l)
+    line = next(i for i, ln in enumerate(text.splitlines(), start=1) if "primray_key" in ln)
     with pytest.raises(SpecError) as err:
         load_spec(path)
     message = str(err.value)
