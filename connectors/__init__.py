@@ -37,14 +37,19 @@ def connector_class(name: str) -> type[Connector]:
 
 
 def make_connector(
-    name: str, options: Mapping[str, Any], *, base_dir: Path, env: Mapping[str, str] | None = None, where: str = "source"
+    name: str,
+    options: Mapping[str, Any],
+    *,
+    base_dir: Path,
+    env: Mapping[str, str] | None = None,
+    where: str = "source",
 ) -> Connector:
     """Validate ``options`` against the connector's model and build the connector."""
     cls = connector_class(name)
     try:
         opts = cls.Options.model_validate(dict(options))
     except ValidationError as exc:
-        valid = sorted(cls.Options.model_fields)
+        valid = sorted(f.alias or n for n, f in cls.Options.model_fields.items())
         problems = []
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"])

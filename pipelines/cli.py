@@ -92,6 +92,8 @@ def _print_report(report: dict[str, Any]) -> None:
     colour = {"published": "green", "unchanged": "green", "held": "red"}.get(report["status"], "yellow")
     out.print(f"\n[bold]{report['dataset']}[/] run {report['run_id']}: [{colour}]{report['status']}[/]", highlight=False)
     table = Table(show_header=False, box=None, padding=(0, 2))
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
     table.add_row("collected", str(rows["collected"]))
     table.add_row("published", str(rows["published"]))
     detail = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in rows["quarantined_detail"].items() if v)
@@ -104,6 +106,8 @@ def _print_report(report: dict[str, Any]) -> None:
     if report["version"]:
         table.add_row("version", f"v{report['version']} ({report['version_rows']} rows)")
     q = report["quality"]
+    for problem, n in report.get("problems", {}).items():
+        table.add_row("  cleanse", f"{problem}: {n} rows")
     table.add_row("quality score", f"{q['score']:.3f}")
     for failed in q["failed_expectations"]:
         table.add_row("  failed", f"{failed['name']}: {failed['unexpected_count']} rows" if failed["row_level"] else failed["name"])
@@ -183,21 +187,24 @@ def demo(
         with _user_errors():
             progress, stop = _progress(err)
             try:
-                reports.append((s, runner.run(s, date, home=home, progress=progress)))
+                report = runner.run(s, date, home=home, progress=progress)
             finally:
                 stop()
-    table = Table(title="govdata demo", show_lines=False)
-    for col in ("department", "dataset", "status", "collected", "published", "quarantined", "duplicates", "filtered", "version"):
-        table.add_column(col, justify="right" if col not in ("department", "dataset", "status") else "left")
+        _print_report(report)
+        reports.append((s, report))
+    out.print("\n[bold]Summary[/]")
     for s, r in reports:
         rows = r["rows"]
-        colour = "green" if r["status"] in ("published", "unchanged") else "red"
-        table.add_row(
-            s.department.name, s.id, f"[{colour}]{r['status']}[/]", str(rows["collected"]), str(rows["published"]),
-            str(rows["quarantined"]), str(rows["duplicates_removed"]), str(sum(rows["filtered"].values())),
-            f"v{r['version']}" if r["version"] else "-",
+        ok = r["status"] in ("published", "unchanged")
+        mark = "[green]✓[/]" if ok else "[red]✗[/]"
+        filtered = sum(rows["filtered"].values())
+        out.print(
+            f"  {mark} {s.id} ({s.department.name}): {r['status']}"
+            + (f" v{r['version']}" if r["version"] else "")
+            + f" · {rows['collected']} collected → {rows['published']} published, {rows['quarantined']} quarantined, "
+            f"{rows['duplicates_removed']} duplicates removed, {filtered} filtered",
+            highlight=False,
         )
-    out.print(table)
     out.print("\nWhere to look:", style="bold")
     out.print(f"  published versions   {ws.exchange}", highlight=False)
     out.print(f"  quarantined rows     {ws.root / 'quarantine'}  (reasons in the _govdata_reasons column)", highlight=False)
@@ -217,7 +224,7 @@ def catalog_list(home: HomeOpt = None) -> None:
         entries = CatalogStore(Workspace.from_env(home).catalog_url).entries()
     table = Table(title="政务数据资源目录")
     for col in ("id", "resource code", "name", "provider", "share type", "update cycle", "status", "version", "rows"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("id", "resource code", "version", "rows"))
     for e in entries:
         latest = e.versions[-1] if e.versions else None
         table.add_row(

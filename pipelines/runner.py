@@ -388,14 +388,21 @@ def catalog(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
         previous = ctx.exchange().read(s.id, latest.number)
         if previous is not None:
             keys = ", ".join(ident(k) for k in s.primary_key)
+            kept = ", ".join(f"p.{ident(c.name)}" for c in s.columns)
             query = (
-                f"SELECT {names} FROM read_parquet({path_lit(previous.data_path)}) "
-                f"WHERE ({keys}) NOT IN (SELECT ({keys}) FROM {accepted}) UNION ALL {query}"
+                f"SELECT {kept} FROM read_parquet({path_lit(previous.data_path)}) p "
+                f"ANTI JOIN {accepted} a USING ({keys}) UNION ALL {query}"
             )
     candidate = ctx.staging / CANDIDATE_FILE
     con = connect(ctx.staging / ".spill")
     try:
-        copy_to_parquet(con, f"SELECT * FROM ({query}) ORDER BY {order}", candidate)
+        # The published schema is the spec's, not the source's: DuckDB carries a source's NOT NULL
+        # into the Parquet file (as "required"), so identical data would checksum differently
+        # depending on where it came from. This form is the one DuckDB does not fold away.
+        canonical = ", ".join(
+            f"CASE WHEN {ident(c.name)} IS NULL THEN NULL ELSE {ident(c.name)} END AS {ident(c.name)}" for c in s.columns
+        )
+        copy_to_parquet(con, f"SELECT {canonical} FROM ({query}) ORDER BY {order}", candidate)
         row = con.execute(f"SELECT count(*) FROM read_parquet({path_lit(candidate)})").fetchone()
         rows = int(row[0]) if row else 0
     finally:

@@ -19,12 +19,20 @@ cli = CliRunner()
 
 
 def invoke(*args: str) -> tuple[int, str]:
-    result = cli.invoke(app, list(args))
-    text = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    """Run the CLI in-process; return the exit code and everything it printed (stdout + stderr)."""
+    result = cli.invoke(app, list(args), env={"COLUMNS": "200"})
+    text = result.output
     assert "Traceback" not in text, text
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, text
+
+
+def run_json(*args: str) -> tuple[int, dict]:
+    """Run with --json and parse the report from stdout alone."""
+    result = cli.invoke(app, [*args, "--json"], env={"COLUMNS": "200"})
+    assert "Traceback" not in result.output, result.output
+    return result.exit_code, json.loads(result.stdout)
 
 
 def nothing_published() -> bool:
@@ -65,9 +73,8 @@ def test_wrongly_declared_encoding(make_dataset: Callable[..., Path], workspace:
 
 def test_gb18030_source_is_read_when_detected(make_dataset: Callable[..., Path], workspace: Path) -> None:
     spec = make_dataset(encoding="gb18030")
-    code, text = invoke("run", str(spec), "--json")
-    assert code == 0, text
-    assert json.loads(text[text.index("{"):])["rows"]["published"] == 20
+    code, report = run_json("run", str(spec))
+    assert code == 0 and report["rows"]["published"] == 20
 
 
 def test_empty_file(make_dataset: Callable[..., Path], workspace: Path) -> None:
@@ -88,9 +95,8 @@ def test_required_column_missing(make_dataset: Callable[..., Path], workspace: P
 
 def test_malformed_rows_are_quarantined_with_reasons(make_dataset: Callable[..., Path], workspace: Path) -> None:
     lines = [*good_rows(20), "a,b,c,d,e,f", "only_one_field"]
-    code, text = invoke("run", str(make_dataset(lines)), "--json")
-    assert code == 0, text
-    report = json.loads(text[text.index("{"):])
+    code, report = run_json("run", str(make_dataset(lines)))
+    assert code == 0
     assert report["rows"]["quarantined_detail"]["malformed_at_read"] == 2
     assert report["rows"]["collected"] == 22 and report["rows"]["published"] == 20
 
@@ -104,9 +110,8 @@ def test_one_percent_undecodable_bytes(make_dataset: Callable[..., Path], worksp
         if i % 100 == 7:  # 1% of rows carry a byte that is not GB18030
             encoded = encoded.replace("企业".encode("gb18030"), b"\xff\xfe", 1)
         data += encoded + b"\n"
-    code, text = invoke("run", str(make_dataset(raw=bytes(data))), "--json")
-    assert code == 0, text
-    report = json.loads(text[text.index("{"):])
+    code, report = run_json("run", str(make_dataset(raw=bytes(data))))
+    assert code == 0
     assert report["rows"]["collected"] == 300
     assert report["rows"]["quarantined_detail"]["malformed_at_read"] == 3
     assert report["rows"]["published"] == 297
@@ -130,8 +135,7 @@ def test_validate_and_catalog_commands(make_dataset: Callable[..., Path], worksp
     assert invoke("run", str(spec))[0] == 0
     code, text = invoke("catalog", "list")
     assert code == 0 and "201510001/000001" in text
-    code, text = invoke("catalog", "show", "sample_enterprises", "--json")
-    shown = json.loads(text)
+    code, shown = run_json("catalog", "show", "sample_enterprises")
     assert code == 0 and shown["elements"]["3 信息资源代码"] == "201510001/000001" and shown["versions"][0]["rows"] == 20
     assert len(shown["elements"]) == 13
     code, text = invoke("catalog", "show", "sample_enterprise")

@@ -55,7 +55,7 @@ def test_run_publishes_with_exact_accounting_and_catalog_agrees(make_dataset: Ca
     version = entry.versions[-1]
     manifest = json.loads((Path(version.location) / "manifest.json").read_text(encoding="utf-8"))
     published = Path(version.location) / "data.parquet"
-    count = duckdb.sql(f"SELECT count(*) FROM '{published}'").fetchone()
+    count = duckdb.sql(f"SELECT count(*) FROM '{published}'").fetchall()[0]
     assert version.row_count == manifest["rows"] == report["version_rows"] == 20 == (count[0] if count else -1)
     import hashlib
 

@@ -1,0 +1,1 @@
+"""govdata test suite."""
