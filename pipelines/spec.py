@@ -20,6 +20,8 @@ from pipelines.errors import SpecError
 from pipelines.identifiers import is_valid_uscc, uscc_problem
 
 _IDENT = r"^[a-z][a-z0-9_]*$"
+# libyaml's loader is ~10x faster (DAG parsing loads every spec) and keeps line numbers.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _Closed(BaseModel):
@@ -464,8 +466,8 @@ def load_spec(path: str | Path) -> DatasetSpec:
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})", hint="save the spec as UTF-8") from exc
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

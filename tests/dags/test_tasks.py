@@ -1,0 +1,138 @@
+"""The task adapter: which runner step it calls, with which date, and how errors map to Airflow.
+
+A fake runner stands in for ``pipelines.runner`` so these tests stay fast; the real runner is
+exercised end to end by ``test_dag_run.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import sys
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+import pipelines
+from pipelines.errors import GovdataError, QualityGateHeld, SourceError, SpecError, TransientError
+from pipelines.spec import UpdateCycle
+
+from .helpers import DAG_FILE, STEPS
+
+DAY = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def dag_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    """The DAG file imported as a module, over an empty datasets folder."""
+    monkeypatch.setenv("GOVDATA_DATASETS_DIR", str(tmp_path))
+    spec = importlib.util.spec_from_file_location("govdata_dag_file_under_test", DAG_FILE)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(
+        module, "get_current_context", lambda: {"logical_date": DAY, "data_interval_start": DAY - dt.timedelta(days=1)}
+    )
+    return module
+
+
+@pytest.fixture
+def fake_runner(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[..., dict[str, Any]]], list[tuple[Any, ...]]]:
+    """Install a fake ``pipelines.runner`` whose every step calls ``behaviour``; return the calls."""
+
+    def install(behaviour: Callable[..., dict[str, Any]]) -> list[tuple[Any, ...]]:
+        calls: list[tuple[Any, ...]] = []
+        fake = types.ModuleType("pipelines.runner")
+        for step in STEPS:
+
+            def step_fn(spec_path: str, logical_date: Any, *, home: Any = None, _step: str = step) -> dict[str, Any]:
+                calls.append((_step, spec_path, logical_date))
+                return behaviour()
+
+            setattr(fake, step, step_fn)
+        monkeypatch.setitem(sys.modules, "pipelines.runner", fake)
+        monkeypatch.setattr(pipelines, "runner", fake, raising=False)
+        return calls
+
+    return install
+
+
+def _raise(exc: Exception) -> Callable[[], dict[str, Any]]:
+    def behaviour() -> dict[str, Any]:
+        raise exc
+
+    return behaviour
+
+
+def test_every_update_cycle_has_a_schedule(dag_module: types.ModuleType) -> None:
+    assert set(dag_module.SCHEDULES) == set(UpdateCycle)
+    assert dag_module.SCHEDULES[UpdateCycle.DAILY] == "@daily"
+    assert dag_module.SCHEDULES[UpdateCycle.OTHER] is None
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_step_calls_its_runner_function_with_the_logical_date(
+    dag_module: types.ModuleType, fake_runner: Any, step: str
+) -> None:
+    calls = fake_runner(lambda: {"dataset": "x", "step": "s", "rows": 3, "at": Path("/data")})
+    report = dag_module.run_step(step, "/specs/x.yaml")
+    assert calls == [(step, "/specs/x.yaml", DAY)]
+    assert report == {"dataset": "x", "step": "s", "rows": 3, "at": "/data"}  # made JSON-safe for XCom
+
+
+@pytest.mark.parametrize(
+    ("context", "expected"),
+    [
+        ({"logical_date": None, "data_interval_start": DAY}, DAY),
+        ({"logical_date": None, "data_interval_start": None, "dag_run": types.SimpleNamespace(run_after=DAY)}, DAY),
+    ],
+    ids=["interval-start", "run-after"],
+)
+def test_date_fallbacks_when_a_run_has_no_logical_date(
+    dag_module: types.ModuleType,
+    fake_runner: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    context: dict[str, Any],
+    expected: dt.datetime,
+) -> None:
+    calls = fake_runner(dict)
+    monkeypatch.setattr(dag_module, "get_current_context", lambda: context)
+    dag_module.run_step("collect", "x.yaml")
+    assert calls[0][2] == expected
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        QualityGateHeld("x run 2026-11-24 held by the quality gate: 9 of 10 rows quarantined"),
+        SpecError("x.yaml:3: unknown key 'depatment'"),
+        SourceError("source.csv: row 7 has 3 fields, expected 4"),
+    ],
+    ids=["gate-held", "spec", "source"],
+)
+def test_terminal_errors_fail_without_retry(dag_module: types.ModuleType, fake_runner: Any, error: Exception) -> None:
+    fake_runner(_raise(error))
+    with pytest.raises(AirflowFailException, match=str(error).split(":")[0]) as raised:
+        dag_module.run_step("quality", "x.yaml")
+    assert raised.value.__cause__ is error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        TransientError("catalog database not reachable"),
+        GovdataError("the collect step has not run yet"),
+        OSError("disk full"),
+    ],
+    ids=["transient", "other-govdata", "unexpected"],
+)
+def test_other_errors_propagate_to_be_retried(dag_module: types.ModuleType, fake_runner: Any, error: Exception) -> None:
+    fake_runner(_raise(error))
+    with pytest.raises(type(error)) as raised:
+        dag_module.run_step("catalog", "x.yaml")
+    assert raised.value is error
