@@ -150,3 +150,12 @@ def test_unknown_connector_suggests_the_right_one(make_dataset: Callable[..., Pa
     spec.write_text(spec.read_text(encoding="utf-8").replace("connector: csv", f"connector: {connector}"), encoding="utf-8")
     code, text = invoke("run", str(spec))
     assert code == 1 and "did you mean 'csv'" in text
+
+
+def test_real_process_exit_code_2_when_held_and_no_teardown_noise(make_dataset: Callable[..., Path], workspace: Path) -> None:
+    suite = {"name": "s", "expectations": [{"type": "expect_table_row_count_to_be_between", "kwargs": {"max_value": 1}, "meta": {}}]}
+    spec = make_dataset(suite=suite)
+    proc = subprocess.run([Path(sys.executable).parent / "govdata", "run", str(spec)], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "held" in proc.stdout
+    assert "leaked" not in proc.stderr and "Traceback" not in proc.stderr
