@@ -118,7 +118,9 @@ class CatalogStore:
         with self.session() as s:
             return list(
                 s.scalars(
-                    select(Entry).options(selectinload(Entry.department), selectinload(Entry.versions)).order_by(Entry.id)
+                    select(Entry)
+                    .options(selectinload(Entry.department), selectinload(Entry.versions))
+                    .order_by(Entry.id)
                 )
             )
 

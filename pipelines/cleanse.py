@@ -203,7 +203,9 @@ class _Compiler:
             if unmapped:
                 what = _quoted(raw, col) + " || " + lit(" is not in the code dictionary")
                 reasons.append(f"CASE WHEN {unmapped} THEN {lit(f'unmapped_code:{label}: ')} || {what} END")
-        reason_list = f"list_filter(list_value({', '.join(reasons)}), lambda r: r IS NOT NULL)" if reasons else "[]::VARCHAR[]"
+        reason_list = (
+            f"list_filter(list_value({', '.join(reasons)}), lambda r: r IS NOT NULL)" if reasons else "[]::VARCHAR[]"
+        )
         joins = " ".join(self.joins)
         return f"SELECT {', '.join(items)}, {reason_list} AS {REASONS} FROM landing {joins}"
 
@@ -217,7 +219,9 @@ class _Compiler:
         pk = self.spec.primary_key
         if not pk:
             return f"SELECT *, NULL::BIGINT AS {KEPT_ROW} FROM (SELECT *, {filt} AS {FILTER} FROM ({typed}))"
-        eligible = f"(len({REASONS}) = 0 AND {FILTER} IS NULL AND " + " AND ".join(f"{ident(k)} IS NOT NULL" for k in pk) + ")"
+        eligible = (
+            f"(len({REASONS}) = 0 AND {FILTER} IS NULL AND " + " AND ".join(f"{ident(k)} IS NOT NULL" for k in pk) + ")"
+        )
         if rules.dedupe.keep == "latest" and rules.dedupe.order_by:
             order = f"{ident(rules.dedupe.order_by)} DESC NULLS LAST, {ident(ROW_COLUMN)} DESC"
         else:
@@ -282,7 +286,9 @@ def cleanse(spec: DatasetSpec, landed: Path, staging_dir: Path, *, where: str) -
         except duckdb.Error as exc:
             bad = _which_filter(con, spec)
             if bad:
-                raise SpecError(f"{spec.path}: cleanse.filters {bad}: {exc}", hint="fix the rule's SQL `where`") from exc
+                raise SpecError(
+                    f"{spec.path}: cleanse.filters {bad}: {exc}", hint="fix the rule's SQL `where`"
+                ) from exc
             raise
         con.execute(f"CREATE VIEW c AS SELECT * FROM read_parquet({path_lit(classified)})")
         counts = con.execute(

@@ -64,7 +64,9 @@ def _user_errors() -> Iterator[None]:
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
 
 
@@ -91,7 +93,9 @@ def _progress(console: Console) -> tuple[Callable[[str, str], None], Callable[[]
 def _print_report(report: dict[str, Any]) -> None:
     rows = report["rows"]
     colour = {"published": "green", "unchanged": "green", "held": "red"}.get(report["status"], "yellow")
-    out.print(f"\n[bold]{report['dataset']}[/] run {report['run_id']}: [{colour}]{report['status']}[/]", highlight=False)
+    out.print(
+        f"\n[bold]{report['dataset']}[/] run {report['run_id']}: [{colour}]{report['status']}[/]", highlight=False
+    )
     table = Table(show_header=False, box=None, padding=(0, 2))
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")
@@ -111,7 +115,10 @@ def _print_report(report: dict[str, Any]) -> None:
         table.add_row("  cleanse", f"{problem}: {n} rows")
     table.add_row("quality score", f"{q['score']:.3f}")
     for failed in q["failed_expectations"]:
-        table.add_row("  failed", f"{failed['name']}: {failed['unexpected_count']} rows" if failed["row_level"] else failed["name"])
+        table.add_row(
+            "  failed",
+            f"{failed['name']}: {failed['unexpected_count']} rows" if failed["row_level"] else failed["name"],
+        )
     for reason in q["held_because"]:
         table.add_row("[red]held because[/]", reason)
     for key, value in report["outputs"].items():
@@ -146,9 +153,8 @@ def run(
 @app.command()
 def validate(spec: Annotated[Path, typer.Argument(help="The dataset spec (YAML).")]) -> None:
     """Check a spec, its connector options and its expectation suite without running anything."""
-    from expectations.suite import check_suite
-
     from connectors import make_connector
+    from expectations.suite import check_suite
     from pipelines.spec import load_spec
 
     with _user_errors():
@@ -167,7 +173,9 @@ def _datasets_dir() -> Path:
 
 @app.command()
 def demo(
-    datasets: Annotated[Path | None, typer.Option(help="Folder of dataset specs (default: the bundled examples).")] = None,
+    datasets: Annotated[
+        Path | None, typer.Option(help="Folder of dataset specs (default: the bundled examples).")
+    ] = None,
     date: Annotated[str | None, typer.Option("--date", help="Logical date YYYY-MM-DD (default: today, UTC).")] = None,
     home: HomeOpt = None,
 ) -> None:
@@ -208,7 +216,9 @@ def demo(
         )
     out.print("\nWhere to look:", style="bold")
     out.print(f"  published versions   {ws.exchange}", highlight=False)
-    out.print(f"  quarantined rows     {ws.root / 'quarantine'}  (reasons in the _govdata_reasons column)", highlight=False)
+    out.print(
+        f"  quarantined rows     {ws.root / 'quarantine'}  (reasons in the _govdata_reasons column)", highlight=False
+    )
     out.print(f"  run reports          {ws.root / 'reports'}/<dataset>/<run>/run_report.json", highlight=False)
     out.print(f"  catalog              {ws.catalog_url}   (`govdata catalog list`)", highlight=False)
     held = [r for _, r in reports if r["status"] == "held"]
@@ -229,8 +239,15 @@ def catalog_list(home: HomeOpt = None) -> None:
     for e in entries:
         latest = e.versions[-1] if e.versions else None
         table.add_row(
-            e.id, e.resource_code, e.name, e.department.name, e.share_type, e.update_cycle, e.status,
-            f"v{latest.number}" if latest else "-", str(latest.row_count) if latest else "-",
+            e.id,
+            e.resource_code,
+            e.name,
+            e.department.name,
+            e.share_type,
+            e.update_cycle,
+            e.status,
+            f"v{latest.number}" if latest else "-",
+            str(latest.row_count) if latest else "-",
         )
     out.print(table)
 
@@ -266,8 +283,15 @@ def catalog_show(
         "6 信息资源摘要": e.abstract,
         "7 信息资源格式": f"{e.format_category} ({e.format_type})",
         "8 信息项": [
-            {"name": i.name, "title": i.title, "type": i.type_code, "length": i.length, "primary_key": i.primary_key,
-             "nullable": i.nullable, "sensitive": i.sensitive}
+            {
+                "name": i.name,
+                "title": i.title,
+                "type": i.type_code,
+                "length": i.length,
+                "primary_key": i.primary_key,
+                "nullable": i.nullable,
+                "sensitive": i.sensitive,
+            }
             for i in e.items
         ],
         "9 共享属性": {"type": e.share_type, "condition": e.share_condition, "method": e.share_method},
@@ -277,12 +301,21 @@ def catalog_show(
         "13 关联资源代码": e.related_resources,
     }
     versions = [
-        {"version": v.number, "run_id": v.run_id, "rows": v.row_count, "sha256": v.content_sha256,
-         "quality_score": v.quality.get("score"), "published_at": v.published_at.isoformat(), "location": v.location}
+        {
+            "version": v.number,
+            "run_id": v.run_id,
+            "rows": v.row_count,
+            "sha256": v.content_sha256,
+            "quality_score": v.quality.get("score"),
+            "published_at": v.published_at.isoformat(),
+            "location": v.location,
+        }
         for v in e.versions
     ]
     if as_json:
-        out.print_json(json.dumps({"id": e.id, "status": e.status, "elements": elements, "versions": versions}, ensure_ascii=False))
+        out.print_json(
+            json.dumps({"id": e.id, "status": e.status, "elements": elements, "versions": versions}, ensure_ascii=False)
+        )
         return
     table = Table(title=f"{e.name} ({e.id}) · {e.status}", show_header=False)
     table.add_column("element", style="bold")
@@ -307,8 +340,12 @@ def catalog_show(
     for v in versions:
         score = v["quality_score"]
         vt.add_row(
-            f"v{v['version']}", str(v["run_id"]), str(v["rows"]), "-" if score is None else f"{score:.3f}",
-            str(v["sha256"])[:12], str(v["published_at"]),
+            f"v{v['version']}",
+            str(v["run_id"]),
+            str(v["rows"]),
+            "-" if score is None else f"{score:.3f}",
+            str(v["sha256"])[:12],
+            str(v["published_at"]),
         )
     out.print(vt)
 
@@ -331,8 +368,13 @@ def status(
     for r in runs:
         rows = r.report.get("rows", {})
         table.add_row(
-            r.dataset, r.run_id, r.status, str(rows.get("collected", "-")), str(rows.get("published", "-")),
-            str(rows.get("quarantined", "-")), f"v{r.version}" if r.version else "-",
+            r.dataset,
+            r.run_id,
+            r.status,
+            str(rows.get("collected", "-")),
+            str(rows.get("published", "-")),
+            str(rows.get("quarantined", "-")),
+            f"v{r.version}" if r.version else "-",
             r.finished_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
         )
     if not runs:

@@ -51,7 +51,9 @@ class RunContext:
     run_id: str
 
     @classmethod
-    def make(cls, spec: str | Path | DatasetSpec, logical_date: dt.date | dt.datetime | str | None, home: str | Path | None) -> RunContext:
+    def make(
+        cls, spec: str | Path | DatasetSpec, logical_date: dt.date | dt.datetime | str | None, home: str | Path | None
+    ) -> RunContext:
         spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec)
         if logical_date is None:
             logical_date = dt.datetime.now(dt.UTC).date()
@@ -132,7 +134,9 @@ def _replace_dir(tmp: Path, target: Path) -> None:
 # --- 1 collect ---------------------------------------------------------------------------------
 
 
-def collect(spec: str | Path | DatasetSpec, logical_date: Any = None, *, home: str | Path | None = None) -> dict[str, Any]:
+def collect(
+    spec: str | Path | DatasetSpec, logical_date: Any = None, *, home: str | Path | None = None
+) -> dict[str, Any]:
     """Read the source into an immutable landing copy (Parquet, row count, sha256)."""
     ctx = spec if isinstance(spec, RunContext) else RunContext.make(spec, logical_date, home)
     s = ctx.spec
@@ -170,7 +174,9 @@ def collect(spec: str | Path | DatasetSpec, logical_date: Any = None, *, home: s
             "details": result.details,
             "collected_at": _now(),
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+        (tmp / "manifest.json").write_text(
+            json.dumps(manifest, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
+        )
         for f in tmp.iterdir():
             f.chmod(0o444)  # the landing copy is immutable
         _replace_dir(tmp, ctx.landing)
@@ -300,7 +306,9 @@ def quality(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
         con.close()
     gate_failed_rows = cleansed["staged"] - accepted
     quarantined = _build_quarantine(ctx, failures)
-    suite_meta = {i: e.get("meta") or {} for i, e in enumerate(json.loads(suite.read_text(encoding="utf-8"))["expectations"])}
+    suite_meta = {
+        i: e.get("meta") or {} for i, e in enumerate(json.loads(suite.read_text(encoding="utf-8"))["expectations"])
+    }
     outcomes = []
     for i, o in enumerate(result.outcomes):
         rate = pass_rate(o.element_count, o.unexpected_count, o.success, o.row_level)
@@ -361,8 +369,16 @@ def quality(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
 
 def _schema(spec: DatasetSpec) -> list[dict[str, Any]]:
     return [
-        {"name": c.name, "title": c.title, "type": c.type, "type_code": c.type_code, "duckdb_type": DUCKDB_TYPES[c.type],
-         "primary_key": c.primary_key, "nullable": c.nullable, "sensitive": c.sensitive}
+        {
+            "name": c.name,
+            "title": c.title,
+            "type": c.type,
+            "type_code": c.type_code,
+            "duckdb_type": DUCKDB_TYPES[c.type],
+            "primary_key": c.primary_key,
+            "nullable": c.nullable,
+            "sensitive": c.sensitive,
+        }
         for c in spec.columns
     ]
 
@@ -400,7 +416,8 @@ def catalog(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
         # into the Parquet file (as "required"), so identical data would checksum differently
         # depending on where it came from. This form is the one DuckDB does not fold away.
         canonical = ", ".join(
-            f"CASE WHEN {ident(c.name)} IS NULL THEN NULL ELSE {ident(c.name)} END AS {ident(c.name)}" for c in s.columns
+            f"CASE WHEN {ident(c.name)} IS NULL THEN NULL ELSE {ident(c.name)} END AS {ident(c.name)}"
+            for c in s.columns
         )
         copy_to_parquet(con, f"SELECT {canonical} FROM ({query}) ORDER BY {order}", candidate)
         row = con.execute(f"SELECT count(*) FROM read_parquet({path_lit(candidate)})").fetchone()
@@ -441,8 +458,14 @@ def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
     if latest is not None and latest.content_sha256 == prepared["content_sha256"]:
         return ctx.write_step(
             "publish",
-            {"status": "unchanged", "version": latest.number, "uri": latest.location, "rows": latest.row_count,
-             "content_sha256": latest.content_sha256, "outputs": {"published": latest.location}},
+            {
+                "status": "unchanged",
+                "version": latest.number,
+                "uri": latest.location,
+                "rows": latest.row_count,
+                "content_sha256": latest.content_sha256,
+                "outputs": {"published": latest.location},
+            },
         )
     if not s.publish.enabled:
         return ctx.write_step("publish", {"status": "skipped", "version": None, "uri": None, "outputs": {}})
@@ -454,7 +477,8 @@ def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
         stored = exchange.read(s.id, number)
         if stored is None or stored.manifest.get("content_sha256") != prepared["content_sha256"]:
             raise GovdataError(
-                f"{s.id} run {ctx.run_id}: the prepared version is gone", hint="run the catalog step again (or `govdata run`)"
+                f"{s.id} run {ctx.run_id}: the prepared version is gone",
+                hint="run the catalog step again (or `govdata run`)",
             )
     from exchange.store import sha256_file
 
@@ -468,8 +492,14 @@ def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
         "schema": prepared["schema"],
         "primary_key": s.primary_key,
         "content_sha256": prepared["content_sha256"],
-        "files": [{"path": "data.parquet", "rows": prepared["candidate_rows"], "sha256": prepared["content_sha256"],
-                   "bytes": candidate.stat().st_size if candidate.is_file() else None}],
+        "files": [
+            {
+                "path": "data.parquet",
+                "rows": prepared["candidate_rows"],
+                "sha256": prepared["content_sha256"],
+                "bytes": candidate.stat().st_size if candidate.is_file() else None,
+            }
+        ],
         "quality": {k: checked["quality"][k] for k in ("success", "score", "dimensions")},
         "lineage": {"source": collected["source"], "source_sha256": collected["source_sha256"], "run_id": ctx.run_id},
     }
@@ -490,8 +520,14 @@ def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
     )
     return ctx.write_step(
         "publish",
-        {"status": "published", "version": number, "uri": str(stored.path), "rows": prepared["candidate_rows"],
-         "content_sha256": prepared["content_sha256"], "outputs": {"published": str(stored.path)}},
+        {
+            "status": "published",
+            "version": number,
+            "uri": str(stored.path),
+            "rows": prepared["candidate_rows"],
+            "content_sha256": prepared["content_sha256"],
+            "outputs": {"published": str(stored.path)},
+        },
     )
 
 
@@ -536,8 +572,16 @@ def run(
 
 def _record_failure(ctx: RunContext, step: str, started: str, exc: GovdataError) -> None:
     """Keep a failed run visible in `govdata status` (best effort: the catalog may be the problem)."""
-    report = {"dataset": ctx.dataset, "run_id": ctx.run_id, "status": "failed", "failed_step": step,
-              "error": exc.message, "hint": exc.hint, "started_at": started, "finished_at": _now()}
+    report = {
+        "dataset": ctx.dataset,
+        "run_id": ctx.run_id,
+        "status": "failed",
+        "failed_step": step,
+        "error": exc.message,
+        "hint": exc.hint,
+        "started_at": started,
+        "finished_at": _now(),
+    }
     try:
         ctx.reports.mkdir(parents=True, exist_ok=True)
         (ctx.reports / "run_report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -568,7 +612,13 @@ def build_report(ctx: RunContext, *, started: str, status: str) -> dict[str, Any
         "filtered": cleansed["filtered"],
         "held": checked["accepted"] if status == "held" else 0,
     }
-    accounted = rows["published"] + rows["held"] + rows["quarantined"] + rows["duplicates_removed"] + sum(rows["filtered"].values())
+    accounted = (
+        rows["published"]
+        + rows["held"]
+        + rows["quarantined"]
+        + rows["duplicates_removed"]
+        + sum(rows["filtered"].values())
+    )
     if accounted != rows["collected"]:
         raise GovdataError(
             f"{ctx.dataset} run {ctx.run_id}: row accounting does not balance ({accounted} accounted of {rows['collected']})",
@@ -598,5 +648,7 @@ def build_report(ctx: RunContext, *, started: str, status: str) -> dict[str, Any
     }
     path = ctx.reports / "run_report.json"
     path.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-    ctx.catalog().record_run(ctx.dataset, ctx.run_id, status, report["version"], json.loads(json.dumps(report, default=str)))
+    ctx.catalog().record_run(
+        ctx.dataset, ctx.run_id, status, report["version"], json.loads(json.dumps(report, default=str))
+    )
     return report

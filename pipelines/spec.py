@@ -467,7 +467,7 @@ def load_spec(path: str | Path) -> DatasetSpec:
         raise SpecError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})", hint="save the spec as UTF-8") from exc
     try:
         node = yaml.compose(text, Loader=_Loader)
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

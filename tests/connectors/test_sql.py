@@ -315,9 +315,7 @@ def test_text_timestamps_with_t_separator_on_the_same_day(tmp_path: Path, how: s
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE stops (id TEXT PRIMARY KEY, updated_at TEXT)"))
-        conn.execute(
-            sa.text("INSERT INTO stops VALUES ('a', '2026-11-22T09:00:00'), ('b', '2026-11-22T18:26:51')")
-        )
+        conn.execute(sa.text("INSERT INTO stops VALUES ('a', '2026-11-22T09:00:00'), ('b', '2026-11-22T18:26:51')"))
     source = {"table": "stops"} if how == "table" else {"query": "SELECT id, updated_at FROM stops"}
     first = collect(tmp_path, watermark={"column": "updated_at", "type": "timestamp"}, **source)
     assert (first.rows, first.watermark) == (2, "2026-11-22T18:26:51")

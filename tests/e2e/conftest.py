@@ -53,13 +53,23 @@ def make_dataset(tmp_path: Path) -> Callable[..., Path]:
     ) -> Path:
         folder = tmp_path / "ds"
         folder.mkdir(exist_ok=True)
-        data = raw if raw is not None else ("\n".join([HEADER, *(lines if lines is not None else good_rows(20))]) + "\n").encode(encoding)
+        data = (
+            raw
+            if raw is not None
+            else ("\n".join([HEADER, *(lines if lines is not None else good_rows(20))]) + "\n").encode(encoding)
+        )
         (folder / "source.csv").write_bytes(data)
         (folder / "suite.json").write_text(json.dumps(suite or SUITE, ensure_ascii=False), encoding="utf-8")
         spec = spec_dict(
             source={"connector": "csv", "options": {"path": "source.csv", **(options or {})}},
             columns=[
-                {"name": "uscc", "title": "统一社会信用代码", "source": "统一社会信用代码", "primary_key": True, "nullable": False},
+                {
+                    "name": "uscc",
+                    "title": "统一社会信用代码",
+                    "source": "统一社会信用代码",
+                    "primary_key": True,
+                    "nullable": False,
+                },
                 {"name": "name", "title": "企业名称", "source": "企业名称"},
                 {"name": "founded", "title": "成立日期", "source": "成立日期", "type": "date"},
                 {"name": "capital", "title": "注册资本", "source": "注册资本", "type": "decimal"},

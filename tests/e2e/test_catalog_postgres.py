@@ -30,7 +30,9 @@ def pg_catalog_url(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
     admin.dispose()
 
 
-def test_run_with_the_catalog_on_postgresql(make_dataset: Callable[..., Path], workspace: Path, pg_catalog_url: str) -> None:
+def test_run_with_the_catalog_on_postgresql(
+    make_dataset: Callable[..., Path], workspace: Path, pg_catalog_url: str
+) -> None:
     spec = make_dataset(good_rows(15))
     first = runner.run(spec, "2026-11-24")
     again = runner.run(spec, "2026-11-24")

@@ -45,7 +45,9 @@ def test_help_is_fast_and_imports_neither_gx_nor_airflow() -> None:
         "assert 'great_expectations' not in sys.modules and 'airflow' not in sys.modules and 'duckdb' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-    out = subprocess.run([Path(sys.executable).parent / "govdata", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [Path(sys.executable).parent / "govdata", "--help"], capture_output=True, text=True, check=True
+    )
     assert "run" in out.stdout and "demo" in out.stdout
 
 
@@ -118,7 +120,10 @@ def test_one_percent_undecodable_bytes(make_dataset: Callable[..., Path], worksp
 
 
 def test_held_run_exits_2(make_dataset: Callable[..., Path], workspace: Path) -> None:
-    suite = {"name": "s", "expectations": [{"type": "expect_table_row_count_to_be_between", "kwargs": {"max_value": 1}, "meta": {}}]}
+    suite = {
+        "name": "s",
+        "expectations": [{"type": "expect_table_row_count_to_be_between", "kwargs": {"max_value": 1}, "meta": {}}],
+    }
     code, text = invoke("run", str(make_dataset(suite=suite)))
     assert code == 2 and "held" in text and nothing_published()
 
@@ -136,7 +141,9 @@ def test_validate_and_catalog_commands(make_dataset: Callable[..., Path], worksp
     code, text = invoke("catalog", "list")
     assert code == 0 and "201510001/000001" in text
     code, shown = run_json("catalog", "show", "sample_enterprises")
-    assert code == 0 and shown["elements"]["3 信息资源代码"] == "201510001/000001" and shown["versions"][0]["rows"] == 20
+    assert (
+        code == 0 and shown["elements"]["3 信息资源代码"] == "201510001/000001" and shown["versions"][0]["rows"] == 20
+    )
     assert len(shown["elements"]) == 13
     code, text = invoke("catalog", "show", "sample_enterprise")
     assert code == 1 and "did you mean 'sample_enterprises'" in text
@@ -145,15 +152,24 @@ def test_validate_and_catalog_commands(make_dataset: Callable[..., Path], worksp
 
 
 @pytest.mark.parametrize("connector", ["csvv"])
-def test_unknown_connector_suggests_the_right_one(make_dataset: Callable[..., Path], workspace: Path, connector: str) -> None:
+def test_unknown_connector_suggests_the_right_one(
+    make_dataset: Callable[..., Path], workspace: Path, connector: str
+) -> None:
     spec = make_dataset()
-    spec.write_text(spec.read_text(encoding="utf-8").replace("connector: csv", f"connector: {connector}"), encoding="utf-8")
+    spec.write_text(
+        spec.read_text(encoding="utf-8").replace("connector: csv", f"connector: {connector}"), encoding="utf-8"
+    )
     code, text = invoke("run", str(spec))
     assert code == 1 and "did you mean 'csv'" in text
 
 
-def test_real_process_exit_code_2_when_held_and_no_teardown_noise(make_dataset: Callable[..., Path], workspace: Path) -> None:
-    suite = {"name": "s", "expectations": [{"type": "expect_table_row_count_to_be_between", "kwargs": {"max_value": 1}, "meta": {}}]}
+def test_real_process_exit_code_2_when_held_and_no_teardown_noise(
+    make_dataset: Callable[..., Path], workspace: Path
+) -> None:
+    suite = {
+        "name": "s",
+        "expectations": [{"type": "expect_table_row_count_to_be_between", "kwargs": {"max_value": 1}, "meta": {}}],
+    }
     spec = make_dataset(suite=suite)
     proc = subprocess.run([Path(sys.executable).parent / "govdata", "run", str(spec)], capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr

@@ -87,7 +87,9 @@ def test_example_accounting_matches_the_injected_defects(tmp_path: Path, workspa
         kept = duckdb.sql(f"SELECT count(*) FROM '{data}' WHERE {pk} = ?", params=[key]).fetchall()[0][0]
         assert kept == 1, key
         if "kept_updated_at" in group:
-            got = duckdb.sql(f"SELECT CAST(updated_at AS VARCHAR) FROM '{data}' WHERE {pk} = ?", params=[key]).fetchall()
+            got = duckdb.sql(
+                f"SELECT CAST(updated_at AS VARCHAR) FROM '{data}' WHERE {pk} = ?", params=[key]
+            ).fetchall()
             assert got[0][0].replace(" ", "T") == group["kept_updated_at"]
 
 
@@ -105,7 +107,8 @@ def test_bus_stops_second_run_collects_only_new_rows_and_merges(tmp_path: Path, 
     assert second["version_rows"] == increment["merged_total"]
     data = Path(second["outputs"]["published"]) / "data.parquet"
     changed = duckdb.sql(
-        f"SELECT count(*) FROM '{data}' WHERE stop_id IN ? AND line_names LIKE '%新辟%'", params=[increment["changed_stop_ids"]]
+        f"SELECT count(*) FROM '{data}' WHERE stop_id IN ? AND line_names LIKE '%新辟%'",
+        params=[increment["changed_stop_ids"]],
     ).fetchall()[0][0]
     assert changed == 3
     assert (Path(first["outputs"]["published"]) / "data.parquet").is_file()  # the previous version stays readable

@@ -18,11 +18,17 @@ from tests.e2e.conftest import good_rows, uscc
 def balanced(report: dict) -> None:
     rows = report["rows"]
     assert rows["collected"] == (
-        rows["published"] + rows["held"] + rows["quarantined"] + rows["duplicates_removed"] + sum(rows["filtered"].values())
+        rows["published"]
+        + rows["held"]
+        + rows["quarantined"]
+        + rows["duplicates_removed"]
+        + sum(rows["filtered"].values())
     )
 
 
-def test_run_publishes_with_exact_accounting_and_catalog_agrees(make_dataset: Callable[..., Path], workspace: Path) -> None:
+def test_run_publishes_with_exact_accounting_and_catalog_agrees(
+    make_dataset: Callable[..., Path], workspace: Path
+) -> None:
     bad_check = uscc(900)[:-1] + ("0" if uscc(900)[-1] != "0" else "1")
     lines = [
         *good_rows(20),
@@ -76,7 +82,9 @@ def test_rerun_is_a_no_op_and_new_content_is_a_new_version(make_dataset: Callabl
     store = CatalogStore(Workspace.from_env().catalog_url)
     entry = store.entry("sample_enterprises")
     assert entry is not None and [v.number for v in entry.versions] == [1, 2]
-    assert (Workspace.from_env().exchange / "sample_enterprises" / "v000001" / "data.parquet").is_file()  # previous stays readable
+    assert (
+        Workspace.from_env().exchange / "sample_enterprises" / "v000001" / "data.parquet"
+    ).is_file()  # previous stays readable
 
 
 def test_gate_holds_on_dataset_level_failure(make_dataset: Callable[..., Path], workspace: Path) -> None:

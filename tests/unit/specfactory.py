@@ -16,7 +16,13 @@ BASE: dict[str, Any] = {
     "department": {"name": "上海市样例管理局", "uscc": DEPT_USCC},
     "source": {"connector": "csv", "options": {"path": "source.csv"}},
     "columns": [
-        {"name": "uscc", "title": "统一社会信用代码", "source": "统一社会信用代码", "primary_key": True, "nullable": False},
+        {
+            "name": "uscc",
+            "title": "统一社会信用代码",
+            "source": "统一社会信用代码",
+            "primary_key": True,
+            "nullable": False,
+        },
         {"name": "name", "title": "企业名称", "source": "企业名称"},
         {"name": "founded", "title": "成立日期", "source": "成立日期", "type": "date"},
     ],

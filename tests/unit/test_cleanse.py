@@ -19,7 +19,12 @@ from tests.unit.specfactory import spec_dict
 
 def land(tmp_path: Path, columns: dict[str, list[Any]]) -> Path:
     n = len(next(iter(columns.values())))
-    table = pa.table({"_govdata_row": pa.array(range(1, n + 1), pa.int64()), **{k: pa.array(v, pa.string()) for k, v in columns.items()}})
+    table = pa.table(
+        {
+            "_govdata_row": pa.array(range(1, n + 1), pa.int64()),
+            **{k: pa.array(v, pa.string()) for k, v in columns.items()},
+        }
+    )
     path = tmp_path / "data.parquet"
     pq.write_table(table, path)
     return path
@@ -95,13 +100,18 @@ def test_numbers_booleans_and_timestamps(tmp_path: Path) -> None:
     assert str(staged[0][4]) == "2023-05-01 08:30:00"
     failed = {r[0]: r[-1] for r in rows(res.cast_failed_path)}
     # 12.5 is not an integer: never rounded silently
-    assert any("cannot read \"12.5\" as integer" in x for x in failed[2])
+    assert any('cannot read "12.5" as integer' in x for x in failed[2])
     assert len(failed[3]) == 2  # "x" and "maybe"
 
 
 def test_resident_id_normalisation(tmp_path: Path) -> None:
     spec = make_spec([{"name": "rid", "title": "身份证"}], resident_ids=["rid"])
-    res = cleanse(spec, land(tmp_path, {"rid": ["11010519491231002x", "110105491231002", " 310115198001010014 "]}), tmp_path / "st", where="t")
+    res = cleanse(
+        spec,
+        land(tmp_path, {"rid": ["11010519491231002x", "110105491231002", " 310115198001010014 "]}),
+        tmp_path / "st",
+        where="t",
+    )
     got = [r[1] for r in rows(res.staged_path)]
     assert got[0] == "11010519491231002X"
     assert got[1] == "11010519491231002X" and is_valid_resident_id(got[1])  # 15 → 18 with computed check
@@ -128,8 +138,13 @@ def test_dedupe_keep_latest_and_first(tmp_path: Path) -> None:
         {"name": "k", "title": "键", "primary_key": True},
         {"name": "u", "title": "更新", "type": "timestamp"},
     ]
-    data = {"k": ["a", "a", "b", "a", None, None], "u": ["2024-01-02", "2024-01-03", "2024-01-01", "2024-01-01", "2024-01-01", "2024-01-01"]}
-    latest = cleanse(make_spec(cols, dedupe={"keep": "latest", "order_by": "u"}), land(tmp_path, data), tmp_path / "l", where="t")
+    data = {
+        "k": ["a", "a", "b", "a", None, None],
+        "u": ["2024-01-02", "2024-01-03", "2024-01-01", "2024-01-01", "2024-01-01", "2024-01-01"],
+    }
+    latest = cleanse(
+        make_spec(cols, dedupe={"keep": "latest", "order_by": "u"}), land(tmp_path, data), tmp_path / "l", where="t"
+    )
     assert [r[0] for r in rows(latest.staged_path)] == [2, 3, 5, 6]  # null keys are not merged
     assert {r[0]: r[-1] for r in rows(latest.duplicates_path)} == {1: 2, 4: 2}
     first = cleanse(make_spec(cols), land(tmp_path, data), tmp_path / "f", where="t")
@@ -138,7 +153,11 @@ def test_dedupe_keep_latest_and_first(tmp_path: Path) -> None:
 
 
 def test_named_filters_count_by_rule_and_bad_rows_are_not_deduped_away(tmp_path: Path) -> None:
-    cols = [{"name": "k", "title": "键", "primary_key": True}, {"name": "name", "title": "名称"}, {"name": "d", "title": "日", "type": "date"}]
+    cols = [
+        {"name": "k", "title": "键", "primary_key": True},
+        {"name": "name", "title": "名称"},
+        {"name": "d", "title": "日", "type": "date"},
+    ]
     spec = make_spec(
         cols,
         filters=[
@@ -146,7 +165,11 @@ def test_named_filters_count_by_rule_and_bad_rows_are_not_deduped_away(tmp_path:
             {"name": "closed", "where": "name LIKE '%(已注销)'"},
         ],
     )
-    data = {"k": ["1", "2", "3", "4", "4"], "name": ["测试企业", "甲(已注销)", "乙", "丙", "丙"], "d": ["2023-01-01", "2023-01-01", "bad", "2023-01-01", "2023-01-01"]}
+    data = {
+        "k": ["1", "2", "3", "4", "4"],
+        "name": ["测试企业", "甲(已注销)", "乙", "丙", "丙"],
+        "d": ["2023-01-01", "2023-01-01", "bad", "2023-01-01", "2023-01-01"],
+    }
     res = cleanse(spec, land(tmp_path, data), tmp_path / "st", where="t")
     assert res.filtered == {"closed": 1, "test_records": 1}
     assert res.cast_failed == 1 and res.duplicates == 1 and res.staged == 1

@@ -14,7 +14,9 @@ from tests.unit.specfactory import DEPT_USCC, spec_dict
 
 def write(tmp_path: Path, data: dict | str) -> Path:
     path = tmp_path / "spec.yaml"
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    path.write_text(
+        data if isinstance(data, str) else yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8"
+    )
     return path
 
 
@@ -28,7 +30,9 @@ def test_valid_spec_loads(tmp_path: Path) -> None:
 
 
 def test_unknown_key_names_file_line_and_nearest_key(tmp_path: Path) -> None:
-    text = yaml.safe_dump(spec_dict(), allow_unicode=True, sort_keys=False).replace("primary_key: true", "primray_key: true")
+    text = yaml.safe_dump(spec_dict(), allow_unicode=True, sort_keys=False).replace(
+        "primary_key: true", "primray_key: true"
+    )
     path = write(tmp_path, text)
     line = next(i for i, ln in enumerate(text.splitlines(), start=1) if "primray_key" in ln)
     with pytest.raises(SpecError) as err:
