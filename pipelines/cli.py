@@ -154,8 +154,8 @@ def run(
 def validate(spec: Annotated[Path, typer.Argument(help="The dataset spec (YAML).")]) -> None:
     """Check a spec, its connector options and its expectation suite without running anything."""
     from connectors import make_connector
-    from expectations.suite import check_suite
     from pipelines.spec import load_spec
+    from pipelines.suites import check_suite
 
     with _user_errors():
         s = load_spec(spec)

@@ -35,8 +35,9 @@ USCC_AUTHORITIES: dict[str, str] = {
 ORG_CODE_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 ORG_CODE_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
 
-_RESIDENT_ID_18 = re.compile(r"^\d{17}[\dX]$")
-_RESIDENT_ID_15 = re.compile(r"^\d{15}$")
+# ASCII digits only, whole string (``\d`` would admit full-width digits, ``$`` a final newline).
+_RESIDENT_ID_18 = re.compile(r"[0-9]{17}[0-9X]")
+_RESIDENT_ID_15 = re.compile(r"[0-9]{15}")
 
 
 def resident_id_check_char(first17: str) -> str:
@@ -59,9 +60,9 @@ def is_valid_resident_id(value: object, *, today: dt.date | None = None, allow_1
     """
     if not isinstance(value, str):
         return False
-    if allow_15 and _RESIDENT_ID_15.match(value):
+    if allow_15 and _RESIDENT_ID_15.fullmatch(value):
         value = resident_id_15_to_18(value)
-    if not _RESIDENT_ID_18.match(value):
+    if not _RESIDENT_ID_18.fullmatch(value):
         return False
     try:
         born = dt.date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
@@ -105,7 +106,7 @@ def is_valid_uscc(value: object) -> bool:
     types = USCC_AUTHORITIES.get(value[0])
     if types is None or value[1] not in types:
         return False
-    if not value[2:8].isdigit():
+    if not value[2:8].isascii() or not value[2:8].isdigit():
         return False
     return uscc_check_char(value[:17]) == value[17]
 

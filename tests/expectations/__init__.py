@@ -1,0 +1,1 @@
+"""Tests of the quality gate: identifier checks, custom expectations, the DuckDB adapter, the gate."""
