@@ -25,6 +25,7 @@ from pipelines.errors import GovdataError, QualityGateHeld, SourceError, SpecErr
 from pipelines.quality import dimension_of, pass_rate, summarise
 from pipelines.spec import DUCKDB_TYPES, DatasetSpec, load_spec
 from pipelines.sql import connect, copy_to_parquet, ident, path_lit
+from pipelines.suites import load_suite
 from pipelines.workspace import Workspace, run_id_for
 
 log = logging.getLogger(__name__)
@@ -306,9 +307,7 @@ def quality(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
         con.close()
     gate_failed_rows = cleansed["staged"] - accepted
     quarantined = _build_quarantine(ctx, failures)
-    suite_meta = {
-        i: e.get("meta") or {} for i, e in enumerate(json.loads(suite.read_text(encoding="utf-8"))["expectations"])
-    }
+    suite_meta = {i: e.get("meta") or {} for i, e in enumerate(load_suite(suite)["expectations"])}
     outcomes = []
     for i, o in enumerate(result.outcomes):
         rate = pass_rate(o.element_count, o.unexpected_count, o.success, o.row_level)
