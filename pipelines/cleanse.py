@@ -41,6 +41,8 @@ CAST_FAILED_FILE = "cast_failed.parquet"
 _FULL = "".join(chr(c) for c in range(0xFF01, 0xFF5F)) + "\u3000"
 _HALF = "".join(chr(c) for c in range(0x21, 0x7F)) + " "
 _BLANKS = " \t\r\n\u3000\u00a0\ufeff"
+_EDGE_BLANK = r"^[\s\x{3000}\x{a0}\x{feff}]|[\s\x{3000}\x{a0}\x{feff}]$"
+_HAS_FULLWIDTH = "[\\x{FF01}-\\x{FF5E}\\x{3000}]"
 # Excel serials of 5+ digits (1927-05-18 onwards): shorter numbers are far more often years or codes.
 _EXCEL_SERIAL = r"^\d{5,7}(\.\d+)?$"
 _CN_DATE = r"^(\d{4})\s*[年./\-]\s*(\d{1,2})\s*[月./\-]\s*(\d{1,2})\s*日?$"
@@ -91,6 +93,8 @@ def _date_expr(v: str) -> str:
     """SQL parsing a text date in the formats DOMAIN.md lists; NULL when it cannot."""
     return (
         "COALESCE("
+        # ISO first: the common case, and COALESCE evaluates later arguments only for rows still NULL.
+        f"CASE WHEN regexp_matches({v}, '^\\d{{4}}-\\d{{2}}-\\d{{2}}$') THEN try_cast({v} AS DATE) END, "
         f"CASE WHEN regexp_matches({v}, {lit(_CN_DATE)}) THEN try_cast(regexp_replace({v}, {lit(_CN_DATE)}, "
         f"'\\1-\\2-\\3') AS DATE) END, "
         f"CASE WHEN regexp_matches({v}, '^\\d{{8}}$') THEN try_cast(try_strptime({v}, '%Y%m%d') AS DATE) END, "
@@ -104,11 +108,11 @@ def _date_expr(v: str) -> str:
 def _timestamp_expr(v: str) -> str:
     return (
         "COALESCE("
+        f"CASE WHEN regexp_matches({v}, '^\\d{{4}}-\\d{{1,2}}-\\d{{1,2}}([ T].*)?$') THEN try_cast({v} AS TIMESTAMP) END, "
         f"CASE WHEN regexp_matches({v}, {lit(_CN_DATETIME)}) THEN try_cast(regexp_replace({v}, {lit(_CN_DATETIME)}, "
         f"'\\1-\\2-\\3 \\4:\\5:' || coalesce(nullif(regexp_extract({v}, {lit(_CN_DATETIME)}, 6), ''), '00')) "
         "AS TIMESTAMP) END, "
         f"CASE WHEN regexp_matches({v}, '^\\d{{14}}$') THEN try_strptime({v}, '%Y%m%d%H%M%S') END, "
-        f"CASE WHEN regexp_matches({v}, '^\\d{{4}}-\\d{{1,2}}-\\d{{1,2}}([ T].*)?$') THEN try_cast({v} AS TIMESTAMP) END, "
         f"CAST({_date_expr(v)} AS TIMESTAMP))"
     )
 
@@ -140,74 +144,127 @@ def _cast_expr(col: Column, v: str, source_type: str) -> str:
 
 
 class _Compiler:
-    """Builds the classification query for one spec over one landed file."""
+    """Builds the classification query for one spec over one landed file.
+
+    The query is layered: each layer is a projection over the one before, and every rule refers
+    to the previous layer's value by column name. Nesting the rules as one expression instead
+    would copy each inner expression into every place that uses it (the date parser alone uses
+    its input a dozen times), and DuckDB would evaluate every copy for every row.
+    """
 
     def __init__(self, spec: DatasetSpec, source_types: dict[str, str], con: duckdb.DuckDBPyConnection) -> None:
         self.spec = spec
         self.types = source_types
         self.con = con
-        self.joins: list[str] = []
+        self.columns = spec.columns
 
-    def standardise(self, col: Column) -> str:
-        v = ident(col.source_name)
-        if self.types[col.source_name].upper() != "VARCHAR":
-            return v
+    def is_text(self, col: Column) -> bool:
+        return self.types[col.source_name].upper() == "VARCHAR"
+
+    @staticmethod
+    def value(i: int) -> str:
+        return f"_v{i}"
+
+    def layer(self, exprs: dict[int, str], inner: str) -> str:
+        """One projection: ``exprs`` replace the values they name, every other value passes through."""
+        items = [
+            ident(ROW_COLUMN),
+            *(f"{exprs.get(i, self.value(i))} AS {self.value(i)}" for i in range(len(self.columns))),
+        ]
+        return f"SELECT {', '.join(items)} FROM ({inner}) q"
+
+    def standardised(self) -> str:
+        """Layers 1-3: half-width and trim; null tokens and upper-case; resident-ID upgrade."""
         rules = self.spec.cleanse
-        if rules.halfwidth:
-            v = f"translate({v}, {lit(_FULL)}, {lit(_HALF)})"
-        if rules.trim:
-            v = f"trim({v}, {lit(_BLANKS)})"
-        if rules.null_tokens:
-            v = f"CASE WHEN {v} IN {_sql_list(rules.null_tokens)} THEN NULL ELSE {v} END"
-        if col.name in rules.upper or col.name in rules.resident_ids:
-            v = f"upper({v})"
-        if col.name in rules.resident_ids:
-            v = f"CASE WHEN regexp_matches({v}, '^\\d{{15}}$') THEN {_resident_id_upgrade(v)} ELSE {v} END"
-        return v
+        first = []
+        for i, col in enumerate(self.columns):
+            v = ident(col.source_name)
+            if self.is_text(col):
+                if rules.halfwidth:
+                    # translate() is slow (~3 s per million values); most values have nothing to convert.
+                    v = f"CASE WHEN regexp_matches({v}, {lit(_HAS_FULLWIDTH)}) THEN translate({v}, {lit(_FULL)}, {lit(_HALF)}) ELSE {v} END"
+                if rules.trim:
+                    # Like translate(), trim() with a character set is slow; most values need no trim.
+                    v = f"CASE WHEN regexp_matches({v}, {lit(_EDGE_BLANK)}) THEN trim({v}, {lit(_BLANKS)}) ELSE {v} END"
+            first.append(f"{v} AS {self.value(i)}")
+        query = f"SELECT {ident(ROW_COLUMN)}, {', '.join(first)} FROM landing"
+        second = {}
+        third = {}
+        for i, col in enumerate(self.columns):
+            if not self.is_text(col):
+                continue
+            v = self.value(i)
+            expr = v
+            if rules.null_tokens:
+                expr = f"CASE WHEN {v} IN {_sql_list(rules.null_tokens)} THEN NULL ELSE {v} END"
+            if col.name in rules.upper or col.name in rules.resident_ids:
+                expr = f"upper({expr})"
+            if expr != v:
+                second[i] = expr
+            if col.name in rules.resident_ids:
+                third[i] = f"CASE WHEN regexp_matches({v}, '^\\d{{15}}$') THEN {_resident_id_upgrade(v)} ELSE {v} END"
+        if second:
+            query = self.layer(second, query)
+        if third:
+            query = self.layer(third, query)
+        return query
 
-    def code_map(self, col: Column, v: str) -> tuple[str, str | None]:
-        """Apply the column's code map: the mapped value and an 'unmapped' failure condition."""
-        maps = [m for m in self.spec.cleanse.code_maps if m.column == col.name]
-        if not maps:
-            return v, None
-        cmap = maps[0]
-        table = f"govdata_map_{len(self.joins)}"
-        pairs = dict(cmap.mapping or {}) if cmap.mapping is not None else _read_dictionary(self.spec, cmap.file or "")
-        self.con.execute(f"CREATE TEMP TABLE {table} (src VARCHAR PRIMARY KEY, code VARCHAR)")
-        if pairs:
-            self.con.executemany(f"INSERT INTO {table} VALUES (?, ?)", list(pairs.items()))
-        self.joins.append(f"LEFT JOIN {table} ON {table}.src = {v}")
-        mapped = f"{table}.code"
-        if cmap.unmapped == "keep":
-            return f"coalesce({mapped}, {v})", None
-        if cmap.unmapped == "null":
-            return mapped, None
-        return mapped, f"{v} IS NOT NULL AND {mapped} IS NULL"
+    def code_maps(self, query: str) -> tuple[str, dict[int, str]]:
+        """Layer 4: dictionary joins. Returns the query and, per column, its 'unmapped' flag column."""
+        flags: dict[int, str] = {}
+        exprs: dict[int, str] = {}
+        keep: list[str] = []
+        joins = []
+        for n, cmap in enumerate(self.spec.cleanse.code_maps):
+            i = next(k for k, c in enumerate(self.columns) if c.name == cmap.column)
+            table = f"govdata_map_{n}"
+            pairs = dict(cmap.mapping) if cmap.mapping is not None else _read_dictionary(self.spec, cmap.file or "")
+            self.con.execute(f"CREATE TEMP TABLE {table} (src VARCHAR PRIMARY KEY, code VARCHAR)")
+            if pairs:
+                self.con.executemany(f"INSERT INTO {table} VALUES (?, ?)", list(pairs.items()))
+            v = f"q.{self.value(i)}"
+            joins.append(f"LEFT JOIN {table} ON {table}.src = {v}")
+            code = f"{table}.code"
+            exprs[i] = {"keep": f"coalesce({code}, {v})", "null": code, "quarantine": code}[cmap.unmapped]
+            if cmap.unmapped == "quarantine":
+                flags[i] = f"_unmapped{i}"
+                keep += [f"({v} IS NOT NULL AND {code} IS NULL) AS _unmapped{i}", f"{v} AS _before{i}"]
+        if not joins:
+            return query, flags
+        items = [f"q.{ident(ROW_COLUMN)}", *keep]
+        items += [
+            f"{exprs[i] if i in exprs else 'q.' + self.value(i)} AS {self.value(i)}" for i in range(len(self.columns))
+        ]
+        return f"SELECT {', '.join(items)} FROM ({query}) q {' '.join(joins)}", flags
 
     def typed_select(self) -> str:
         """SELECT of typed columns plus the list of reasons for rows that cannot be staged."""
-        items = [ident(ROW_COLUMN)]
+        query, flags = self.code_maps(self.standardised())
+        # Layer 5: typed casts beside the standardised text (kept for the reasons).
+        items = [ident(ROW_COLUMN), *(f"{f}, _before{i}" for i, f in flags.items())]
         reasons = []
-        for col in self.spec.columns:
-            raw = self.standardise(col)
-            v, unmapped = self.code_map(col, raw)
+        for i, col in enumerate(self.columns):
+            v = self.value(i)
             typed = _cast_expr(col, v, self.types[col.source_name])
             items.append(f"{typed} AS {ident(col.name)}")
+            items.append(f"{v} AS _std{i}")
             label = f"{col.title}({col.name})"
             if typed != v:
-                what = _quoted(v, col) + " || " + lit(f" as {col.type}")
+                what = _quoted(f"_std{i}", col) + " || " + lit(f" as {col.type}")
                 reasons.append(
-                    f"CASE WHEN {v} IS NOT NULL AND ({typed}) IS NULL THEN "
+                    f"CASE WHEN _std{i} IS NOT NULL AND {ident(col.name)} IS NULL THEN "
                     f"{lit(f'cast_failed:{label}: cannot read ')} || {what} END"
                 )
-            if unmapped:
-                what = _quoted(raw, col) + " || " + lit(" is not in the code dictionary")
-                reasons.append(f"CASE WHEN {unmapped} THEN {lit(f'unmapped_code:{label}: ')} || {what} END")
+            if i in flags:
+                what = _quoted(f"_before{i}", col) + " || " + lit(" is not in the code dictionary")
+                reasons.append(f"CASE WHEN {flags[i]} THEN {lit(f'unmapped_code:{label}: ')} || {what} END")
         reason_list = (
             f"list_filter(list_value({', '.join(reasons)}), lambda r: r IS NOT NULL)" if reasons else "[]::VARCHAR[]"
         )
-        joins = " ".join(self.joins)
-        return f"SELECT {', '.join(items)}, {reason_list} AS {REASONS} FROM landing {joins}"
+        names = ", ".join(ident(c.name) for c in self.columns)
+        typed_query = f"SELECT {', '.join(items)} FROM ({query}) q"
+        # Layer 6: only the published names, the row key and the reasons go on.
+        return f"SELECT {ident(ROW_COLUMN)}, {names}, {reason_list} AS {REASONS} FROM ({typed_query}) t"
 
     def classified(self) -> str:
         typed = self.typed_select()
@@ -216,21 +273,28 @@ class _Compiler:
         if rules.filters:
             whens = " ".join(f"WHEN ({f.where}) THEN {lit(f.name)}" for f in rules.filters)
             filt = f"CASE WHEN len({REASONS}) > 0 THEN NULL {whens} END"
+        return f"SELECT *, {filt} AS {FILTER} FROM ({typed})"
+
+    def duplicates(self, classified: str) -> str | None:
+        """The removed duplicates and the row each lost to, from the classified rows.
+
+        The window runs over the key, order and row columns only (Parquet reads just those), so
+        de-duplication never sorts whole rows; the result is as small as the duplicates.
+        """
         pk = self.spec.primary_key
         if not pk:
-            return f"SELECT *, NULL::BIGINT AS {KEPT_ROW} FROM (SELECT *, {filt} AS {FILTER} FROM ({typed}))"
-        eligible = (
-            f"(len({REASONS}) = 0 AND {FILTER} IS NULL AND " + " AND ".join(f"{ident(k)} IS NOT NULL" for k in pk) + ")"
-        )
+            return None
+        rules = self.spec.cleanse
+        eligible = f"len({REASONS}) = 0 AND {FILTER} IS NULL AND " + " AND ".join(f"{ident(k)} IS NOT NULL" for k in pk)
         if rules.dedupe.keep == "latest" and rules.dedupe.order_by:
             order = f"{ident(rules.dedupe.order_by)} DESC NULLS LAST, {ident(ROW_COLUMN)} DESC"
         else:
             order = f"{ident(ROW_COLUMN)} ASC"
-        window = f"OVER (PARTITION BY {eligible}, {', '.join(ident(k) for k in pk)} ORDER BY {order})"
+        window = f"OVER (PARTITION BY {', '.join(ident(k) for k in pk)} ORDER BY {order})"
         return (
-            f"SELECT * EXCLUDE (_winner), CASE WHEN {eligible} AND _winner <> {ident(ROW_COLUMN)} THEN _winner END "
-            f"AS {KEPT_ROW} FROM (SELECT *, first_value({ident(ROW_COLUMN)}) {window} AS _winner "
-            f"FROM (SELECT *, {filt} AS {FILTER} FROM ({typed})))"
+            f"SELECT {ident(ROW_COLUMN)}, winner FROM (SELECT {ident(ROW_COLUMN)}, "
+            f"first_value({ident(ROW_COLUMN)}) {window} AS winner FROM {classified} WHERE {eligible}) "
+            f"WHERE {ident(ROW_COLUMN)} <> winner"
         )
 
 
@@ -290,7 +354,16 @@ def cleanse(spec: DatasetSpec, landed: Path, staging_dir: Path, *, where: str) -
                     f"{spec.path}: cleanse.filters {bad}: {exc}", hint="fix the rule's SQL `where`"
                 ) from exc
             raise
-        con.execute(f"CREATE VIEW c AS SELECT * FROM read_parquet({path_lit(classified)})")
+        dups = compiler.duplicates(f"read_parquet({path_lit(classified)})")
+        con.execute(
+            f"CREATE TEMP TABLE dups AS {dups}"
+            if dups
+            else f"CREATE TEMP TABLE dups ({ident(ROW_COLUMN)} BIGINT, winner BIGINT)"
+        )
+        con.execute(
+            f"CREATE VIEW c AS SELECT k.*, d.winner AS {KEPT_ROW} FROM read_parquet({path_lit(classified)}) k "
+            f"LEFT JOIN dups d USING ({ident(ROW_COLUMN)})"
+        )
         counts = con.execute(
             f"SELECT count(*), count(*) FILTER (len({REASONS}) > 0), count(*) FILTER ({KEPT_ROW} IS NOT NULL) FROM c"
         ).fetchone()
