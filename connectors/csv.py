@@ -54,6 +54,7 @@ from connectors.encoding import (
     transcode_to_utf8,
 )
 from pipelines.errors import SourceError
+from pipelines.files import resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +136,7 @@ class CsvConnector:
 
     def __init__(self, options: CsvOptions, *, base_dir: Path, env: Mapping[str, str]) -> None:
         self.options = options
-        path = Path(options.path).expanduser()
-        self.path = path if path.is_absolute() else Path(base_dir) / path
+        self.path = resolve_path(base_dir, options.path)
 
     def describe(self) -> str:
         return f"csv file {self.options.path} (encoding {self.options.encoding})"

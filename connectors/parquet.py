@@ -21,6 +21,7 @@ from pydantic import Field
 
 from connectors.base import DATA_FILE, ROW_COLUMN, CollectResult, ConnectorOptions
 from pipelines.errors import SourceError
+from pipelines.files import resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,7 @@ class ParquetConnector:
 
     def __init__(self, options: ParquetOptions, *, base_dir: Path, env: Mapping[str, str]) -> None:
         self.options = options
-        path = Path(options.path).expanduser()
-        self.path = path if path.is_absolute() else Path(base_dir) / path
+        self.path = resolve_path(base_dir, options.path)
 
     def describe(self) -> str:
         return f"parquet {self.options.path}"

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import decimal
-import hashlib
 import json
 import logging
 import re
@@ -48,6 +47,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from connectors.base import DATA_FILE, ROW_COLUMN, CollectResult, ConnectorOptions
 from pipelines.errors import SourceError, SpecError, TransientError
+from pipelines.files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class SqlConnector:
             data_path=data_path,
             rows=rows,
             columns=columns,
-            source_sha256=_sha256(data_path),
+            source_sha256=sha256_file(data_path),
             watermark=watermark,
             details=details,
         )
@@ -627,11 +627,3 @@ def _watermark_text(value: Any) -> str:
     if isinstance(value, uuid.UUID):
         return str(value)
     return str(value)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()

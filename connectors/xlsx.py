@@ -23,7 +23,6 @@ right of the last header column is rejected (its value would have no column), ne
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import re
 import zipfile
@@ -43,6 +42,7 @@ from pydantic import Field
 from connectors.base import DATA_FILE, REJECTS_FILE, ROW_COLUMN, CollectResult, ConnectorOptions
 from connectors.csv import unique_column_names
 from pipelines.errors import SourceError
+from pipelines.files import resolve_path, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,7 @@ class XlsxConnector:
 
     def __init__(self, options: XlsxOptions, *, base_dir: Path, env: Mapping[str, str]) -> None:
         self.options = options
-        path = Path(options.path).expanduser()
-        self.path = path if path.is_absolute() else Path(base_dir) / path
+        self.path = resolve_path(base_dir, options.path)
 
     def describe(self) -> str:
         sheet = "" if self.options.sheet is None else f" sheet {self.options.sheet!r}"
@@ -187,7 +186,7 @@ class XlsxConnector:
             rejected=result.rejected,
             rejects_path=result.rejects_path,
             columns=columns,
-            source_sha256=_sha256(self.path),
+            source_sha256=sha256_file(self.path),
             details=details,
         )
 
@@ -350,11 +349,3 @@ class XlsxConnector:
                 "date_serials_converted": serials,
             },
         )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()

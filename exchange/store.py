@@ -8,7 +8,6 @@ without a catalog row is an interrupted publish and is re-used or cleared by the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,16 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.files import sha256_file
+
+__all__ = ["DATA_FILE", "MANIFEST_FILE", "LocalExchangeStore", "StoredVersion", "sha256_file"]
+
 DATA_FILE = "data.parquet"
 MANIFEST_FILE = "manifest.json"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
