@@ -22,6 +22,7 @@ from connectors import make_connector
 from connectors.base import DATA_FILE, REJECTS_FILE, ROW_COLUMN
 from pipelines import cleanse as cleanse_mod
 from pipelines.errors import GovdataError, QualityGateHeld, SourceError, SpecError
+from pipelines.files import sha256_file
 from pipelines.quality import dimension_of, pass_rate, summarise
 from pipelines.spec import DUCKDB_TYPES, DatasetSpec, load_spec
 from pipelines.sql import connect, copy_to_parquet, ident, path_lit
@@ -157,8 +158,6 @@ def collect(
                 hint="check that the export is complete; nothing was published",
             )
         ignored = cleanse_mod.check_schema(s, result.columns, connector.describe())
-        from exchange.store import sha256_file
-
         manifest = {
             "dataset": s.id,
             "run_id": ctx.run_id,
@@ -393,8 +392,6 @@ def catalog(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
     store = ctx.catalog()
     store.register(s, source=collected["source"])
     latest = store.latest_version(s.id)
-    from exchange.store import sha256_file
-
     names = ", ".join(ident(c.name) for c in s.columns)
     order = ", ".join(ident(c) for c in (s.primary_key or [c.name for c in s.columns]))
     accepted = f"read_parquet({path_lit(ctx.staging / ACCEPTED_FILE)})"
@@ -479,8 +476,6 @@ def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
                 f"{s.id} run {ctx.run_id}: the prepared version is gone",
                 hint="run the catalog step again (or `govdata run`)",
             )
-    from exchange.store import sha256_file
-
     manifest = {
         "resource": s.id,
         "resource_code": s.catalog.resource_code,
