@@ -89,7 +89,8 @@ class Version(Base):
     number: Mapped[int] = mapped_column(Integer)
     run_id: Mapped[str] = mapped_column(String(40))
     row_count: Mapped[int] = mapped_column(BigInteger)
-    content_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    content_sha256: Mapped[str] = mapped_column(String(64))  # sha256 of the published file
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)  # content identity (see runner)
     schema: Mapped[list[Any]] = mapped_column()
     quality: Mapped[dict[str, Any]] = mapped_column()
     lineage: Mapped[dict[str, Any]] = mapped_column()

@@ -9,6 +9,7 @@ outputs; publishing identical content again is a no-op recognised by checksum.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import shutil
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 STEPS = ("collect", "cleanse", "quality", "catalog", "publish")
 QUARANTINE_FILE = "quarantine.parquet"
-ACCEPTED_FILE = "accepted.parquet"
 CANDIDATE_FILE = "candidate.parquet"
 
 Progress = Callable[[str, str], None]
@@ -293,18 +293,17 @@ def quality(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
         sensitive_columns=s.sensitive_columns,
     )
     failures = result.failures_path
-    con = connect()
-    try:
-        staged = path_lit(ctx.staging / cleanse_mod.STAGED_FILE)
-        anti = ""
-        if failures is not None:
-            anti = f" WHERE {ident(ROW_COLUMN)} NOT IN (SELECT {ident(ROW_COLUMN)} FROM read_parquet({path_lit(failures)}))"
-        copy_to_parquet(con, f"SELECT * FROM read_parquet({staged}){anti}", ctx.staging / ACCEPTED_FILE)
-        row = con.execute(f"SELECT count(*) FROM read_parquet({path_lit(ctx.staging / ACCEPTED_FILE)})").fetchone()
-        accepted = int(row[0]) if row else 0
-    finally:
-        con.close()
-    gate_failed_rows = cleansed["staged"] - accepted
+    gate_failed_rows = 0
+    if failures is not None:
+        con = connect()
+        try:
+            row = con.execute(
+                f"SELECT count(DISTINCT {ident(ROW_COLUMN)}) FROM read_parquet({path_lit(failures)})"
+            ).fetchone()
+            gate_failed_rows = int(row[0]) if row else 0
+        finally:
+            con.close()
+    accepted = cleansed["staged"] - gate_failed_rows
     quarantined = _build_quarantine(ctx, failures)
     suite_meta = {i: e.get("meta") or {} for i, e in enumerate(load_suite(suite)["expectations"])}
     outcomes = []
@@ -349,6 +348,7 @@ def quality(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
             "quarantined_by_gate": gate_failed_rows,
             "quarantined": quarantined,
             "quality": summary,
+            "failures": str(failures) if failures is not None else None,
             "outputs": {"quarantine": str(ctx.quarantine), "reports": str(ctx.reports)},
         },
     )
@@ -381,6 +381,27 @@ def _schema(spec: DatasetSpec) -> list[dict[str, Any]]:
     ]
 
 
+def _fingerprint(con: Any, data: Path, spec: DatasetSpec) -> tuple[int, str]:
+    """Row count and an order-independent fingerprint of the rows and the schema.
+
+    Identical content is recognised by this, not by the file's bytes: sorting 5M wide rows only
+    to make the file byte-identical would cost more than the rest of the publish. The count, the
+    XOR and the sum of the 64-bit row hashes together make an accidental match between different
+    contents vanishingly unlikely (it detects change; it is not a security checksum — the file's
+    sha256 in the manifest is). DuckDB's hash may change between DuckDB versions, which at worst
+    republishes identical data once after an upgrade.
+    """
+    cols = ", ".join(ident(c.name) for c in spec.columns)
+    row = con.execute(
+        f"SELECT count(*), coalesce(bit_xor(hash({cols})), 0), coalesce(sum(hash({cols})::HUGEINT), 0) "
+        f"FROM read_parquet({path_lit(data)})"
+    ).fetchone()
+    count, xor, total = (int(x) for x in row) if row else (0, 0, 0)
+    schema = json.dumps([(c.name, c.type) for c in spec.columns])
+    digest = hashlib.sha256(f"{count}:{xor}:{total}:{schema}".encode()).hexdigest()
+    return count, digest
+
+
 def catalog(spec: Any, logical_date: Any = None, *, home: str | Path | None = None) -> dict[str, Any]:
     """Register the catalog entry and prepare the candidate version (canonical file + checksum)."""
     ctx = spec if isinstance(spec, RunContext) else RunContext.make(spec, logical_date, home)
@@ -393,8 +414,13 @@ def catalog(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
     store.register(s, source=collected["source"])
     latest = store.latest_version(s.id)
     names = ", ".join(ident(c.name) for c in s.columns)
-    order = ", ".join(ident(c) for c in (s.primary_key or [c.name for c in s.columns]))
-    accepted = f"read_parquet({path_lit(ctx.staging / ACCEPTED_FILE)})"
+    # The accepted rows: staged rows the gate did not quarantine (never copied to a file of their own).
+    accepted = f"read_parquet({path_lit(ctx.staging / cleanse_mod.STAGED_FILE)})"
+    if checked.get("failures"):
+        accepted = (
+            f"(SELECT * FROM {accepted} ANTI JOIN (SELECT DISTINCT {ident(ROW_COLUMN)} FROM "
+            f"read_parquet({path_lit(Path(checked['failures']))})) USING ({ident(ROW_COLUMN)}))"
+        )
     query = f"SELECT {names} FROM {accepted}"
     if s.publish.mode == "merge" and latest is not None:
         previous = ctx.exchange().read(s.id, latest.number)
@@ -415,14 +441,13 @@ def catalog(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
             f"CASE WHEN {ident(c.name)} IS NULL THEN NULL ELSE {ident(c.name)} END AS {ident(c.name)}"
             for c in s.columns
         )
-        copy_to_parquet(con, f"SELECT {canonical} FROM ({query}) ORDER BY {order}", candidate)
-        row = con.execute(f"SELECT count(*) FROM read_parquet({path_lit(candidate)})").fetchone()
-        rows = int(row[0]) if row else 0
+        copy_to_parquet(con, f"SELECT {canonical} FROM ({query})", candidate)
+        rows, fingerprint = _fingerprint(con, candidate, s)
     finally:
         con.close()
         shutil.rmtree(ctx.staging / ".spill", ignore_errors=True)
     digest = sha256_file(candidate)
-    unchanged = latest is not None and latest.content_sha256 == digest
+    unchanged = latest is not None and latest.fingerprint == fingerprint
     return ctx.write_step(
         "catalog",
         {
@@ -430,6 +455,7 @@ def catalog(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
             "resource_code": s.catalog.resource_code,
             "candidate_rows": rows,
             "content_sha256": digest,
+            "fingerprint": fingerprint,
             "unchanged": unchanged,
             "current_version": latest.number if latest else None,
             "schema": _schema(s),
@@ -451,7 +477,7 @@ def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
     store = ctx.catalog()
     exchange = ctx.exchange()
     latest = store.latest_version(s.id)
-    if latest is not None and latest.content_sha256 == prepared["content_sha256"]:
+    if latest is not None and latest.fingerprint == prepared["fingerprint"]:
         return ctx.write_step(
             "publish",
             {
@@ -486,6 +512,7 @@ def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
         "schema": prepared["schema"],
         "primary_key": s.primary_key,
         "content_sha256": prepared["content_sha256"],
+        "fingerprint": prepared["fingerprint"],
         "files": [
             {
                 "path": "data.parquet",
@@ -497,8 +524,11 @@ def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
         "quality": {k: checked["quality"][k] for k in ("success", "score", "dimensions")},
         "lineage": {"source": collected["source"], "source_sha256": collected["source_sha256"], "run_id": ctx.run_id},
     }
+    exchange.root.mkdir(parents=True, exist_ok=True)
+    copied = candidate.is_file() and candidate.stat().st_dev != exchange.root.stat().st_dev
     stored = exchange.write(s.id, number, candidate, manifest)
-    if sha256_file(stored.data_path) != prepared["content_sha256"]:
+    # A rename keeps the bytes hashed in the catalog step; a copy to another file system is checked.
+    if copied and sha256_file(stored.data_path) != prepared["content_sha256"]:
         raise GovdataError(f"{stored.data_path}: checksum differs from the prepared version", hint="run again")
     store.add_version(
         s.id,
@@ -506,6 +536,7 @@ def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
         run_id=ctx.run_id,
         row_count=prepared["candidate_rows"],
         content_sha256=prepared["content_sha256"],
+        fingerprint=prepared["fingerprint"],
         schema=prepared["schema"],
         quality=manifest["quality"],
         lineage=manifest["lineage"],
