@@ -55,6 +55,7 @@ from connectors.encoding import (
 )
 from pipelines.errors import SourceError
 from pipelines.files import resolve_path
+from pipelines.sql import connect as duckdb_connection
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ class CsvConnector:
                 self.path, text_path, detection, max_undecodable_share=opts.max_undecodable_share, option=_OPTION
             )
             columns, renamed, header_lines, skip = self._header(text_path, stats)
-            with duckdb.connect() as con:
+            with duckdb_connection() as con:
                 self._parse(con, text_path, parsed_path, columns, skip, stats)
                 result = self._finish(con, landing_dir, text_path, parsed_path, columns, header_lines, stats)
         except BaseException:

@@ -22,6 +22,7 @@ from pydantic import Field
 from connectors.base import DATA_FILE, ROW_COLUMN, CollectResult, ConnectorOptions
 from pipelines.errors import SourceError
 from pipelines.files import resolve_path
+from pipelines.sql import connect as duckdb_connection
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class ParquetConnector:
         listing = "[" + ", ".join(_sql_str(str(f)) for f in files) + "]"
         read = f"read_parquet({listing}, union_by_name=true)"
         data_path = landing_dir / DATA_FILE
-        with duckdb.connect() as con:
+        with duckdb_connection() as con:
             try:
                 available = [str(r[0]) for r in con.execute(f"DESCRIBE SELECT * FROM {read}").fetchall()]
             except duckdb.Error as exc:

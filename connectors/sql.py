@@ -48,6 +48,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from connectors.base import DATA_FILE, ROW_COLUMN, CollectResult, ConnectorOptions
 from pipelines.errors import SourceError, SpecError, TransientError
 from pipelines.files import sha256_file
+from pipelines.sql import connect as duckdb_connection
 
 log = logging.getLogger(__name__)
 
@@ -588,12 +589,11 @@ def _merge_parts(parts: list[Path], target: Path) -> None:
     if len(parts) == 1:
         parts[0].replace(target)
         return
-    import duckdb  # local: only needed when batches disagreed on types
 
     files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
     out = "'" + str(target).replace("'", "''") + "'"
     log.info("%s: unifying %d parts whose column types differ", target, len(parts))
-    with duckdb.connect() as con:
+    with duckdb_connection() as con:
         con.execute(
             f"COPY (SELECT * FROM read_parquet([{files}], union_by_name=true) ORDER BY {ROW_COLUMN}) "
             f"TO {out} (FORMAT parquet, COMPRESSION zstd)"
