@@ -1,9 +1,11 @@
 """Generate the benchmark's messy GB18030 CSV: an enterprise register of ``rows`` rows, 12 columns.
 
 ``python bench/generate.py [--rows N]`` writes ``bench/data/enterprises_5m.gb18030.csv`` (5M
-rows, the default) or ``bench/data/enterprises_<N>.gb18030.csv``. The output is byte-identical
-on every run: one seed per batch of :data:`BATCH` rows, no wall clock (every date hangs off
-:data:`ANCHOR`).
+rows, the default) or ``bench/data/enterprises_<N>.gb18030.csv``, and beside it a
+``.meta.json`` naming the row count, the seed and the sha256 of this file, so ``bench/run.py``
+regenerates the data when the generator changed. The output is byte-identical on every run and
+for any number of worker processes: one seed per batch of :data:`BATCH` rows, no wall clock
+(every date hangs off :data:`ANCHOR`).
 
 The work is vectorised: numpy draws every random choice for a batch at once, pyarrow builds the
 values and the CSV lines, and only the few rows that get a rare defect needing Python string
@@ -34,6 +36,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
+import json
 import os
 import sys
 import time
@@ -505,6 +509,25 @@ def all_codes(rows: int) -> np.ndarray:
     return codes
 
 
+def fingerprint(rows: int) -> dict[str, object]:
+    """What the output depends on: the row count, the seed and this file's source."""
+    source = Path(__file__).read_bytes()
+    return {"rows": rows, "seed": SEED, "generator_sha256": hashlib.sha256(source).hexdigest()}
+
+
+def meta_path(target: Path) -> Path:
+    """The sidecar file recording :func:`fingerprint` beside a generated CSV."""
+    return target.with_name(target.name + ".meta.json")
+
+
+def is_current(target: Path, rows: int) -> bool:
+    """Whether ``target`` exists and was written by this generator for ``rows`` rows."""
+    meta = meta_path(target)
+    if not target.is_file() or not meta.is_file():
+        return False
+    return bool(json.loads(meta.read_text(encoding="utf-8")) == fingerprint(rows))
+
+
 def _encoded_batch(task: tuple[int, np.ndarray]) -> bytes:
     """Batch ``index`` as GB18030 bytes (run in a worker process)."""
     index, codes = task
@@ -536,6 +559,7 @@ def generate(rows: int = DEFAULT_ROWS, target: Path | None = None, *, workers: i
                 for chunk in pool.map(_encoded_batch, tasks):
                     out.write(chunk)
     tmp.replace(target)
+    meta_path(target).write_text(json.dumps(fingerprint(rows)), encoding="utf-8")
     return target
 
 

@@ -3,8 +3,8 @@
 ``make bench`` (or ``.venv/bin/python bench/run.py [--rows N] [--skip-peer]``) does this:
 
 1. generates ``bench/data/enterprises_5m.gb18030.csv`` (or the ``--rows`` variant) unless it
-   exists (:mod:`bench.generate`, deterministic), then reads it once so every system starts
-   with the file in the page cache;
+   exists and was written by the current ``bench/generate.py`` (deterministic), then reads it
+   once so every system starts with the file in the page cache;
 2. measures, one after the other and each in its own process:
 
    (b) ``floor``: ``bench/floor_duckdb.py`` — transcode to UTF-8, DuckDB ``COPY`` to Parquet;
@@ -187,7 +187,7 @@ def prepare_data(rows: int) -> tuple[Path, dict[str, Any]]:
 
     path = generate.output_path(rows)
     info: dict[str, Any] = {"path": str(path.relative_to(REPO)), "rows": rows, "generated_now": False}
-    if not path.is_file():
+    if not generate.is_current(path, rows):
         _log(f"generating {path.name} ({rows:,} rows)")
         started = time.perf_counter()
         generate.generate(rows, path)
