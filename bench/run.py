@@ -435,6 +435,7 @@ def machine() -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    code = code_version()  # before measuring: the code may change while the benchmark runs
     work = DATA / f"work-{stamp}"
     work.mkdir(parents=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -518,7 +519,7 @@ def run(args: argparse.Namespace) -> int:
     results = {
         "timestamp": stamp,
         "machine": machine(),
-        "code": code_version(),
+        "code": code,
         "data": data_info,
         "spec": str(spec.relative_to(REPO)) if spec.is_relative_to(REPO) else str(spec),
         "systems": systems,
