@@ -19,11 +19,16 @@ import codecs
 import contextvars
 import hashlib
 import logging
+import multiprocessing
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from pipelines import background
 from pipelines.errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -40,6 +45,11 @@ _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 CHUNK_SIZE = 16 * 1024 * 1024
 #: Bytes looked at to detect the encoding.
 SAMPLE_SIZE = 1024 * 1024
+#: Files at least this large are transcoded in a child process while this process has other
+#: Python work under way (:func:`pipelines.background.busy`), so that both use a core.
+PROCESS_MIN_BYTES = 64 * 1024 * 1024
+#: Set to ``0`` to always transcode in-process.
+PROCESS_ENV = "GOVDATA_TRANSCODE_PROCESS"
 #: How many undecodable byte sequences are located (offset, line) for messages and details.
 MAX_LOCATED = 20
 
@@ -287,7 +297,34 @@ def transcode_to_utf8(
 
     Undecodable bytes become U+FFFD and are counted. Raise SourceError as soon as the share of
     undecodable bytes must exceed ``max_undecodable_share`` (the share can only grow).
+
+    A file of :data:`PROCESS_MIN_BYTES` or more is transcoded in a child process when this process
+    has background work (see :mod:`pipelines.background`); the result and errors are the same.
     """
+    if _in_child_process(src):
+        try:
+            context = multiprocessing.get_context("spawn")  # fork could inherit a held import lock
+            with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+                job = pool.submit(_transcode_to_utf8, src, dst, detection, max_undecodable_share, option, chunk_size)
+                return job.result()
+        except (BrokenProcessPool, OSError) as exc:
+            log.warning("%s: transcoding in a child process failed (%s); transcoding in-process", src, exc)
+    return _transcode_to_utf8(src, dst, detection, max_undecodable_share, option, chunk_size)
+
+
+def _in_child_process(src: Path) -> bool:
+    if os.environ.get(PROCESS_ENV, "1") == "0" or multiprocessing.current_process().daemon:
+        return False  # disabled, or a daemonic process (which may not start children)
+    try:
+        big = src.stat().st_size >= PROCESS_MIN_BYTES
+    except OSError:
+        return False
+    return big and background.busy()
+
+
+def _transcode_to_utf8(
+    src: Path, dst: Path, detection: Detection, max_undecodable_share: float, option: str, chunk_size: int | None
+) -> TranscodeStats:
     chunk_size = chunk_size or CHUNK_SIZE
     try:
         return _transcode(src, dst, detection, max_undecodable_share, option, chunk_size)

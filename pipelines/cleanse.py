@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from connectors.base import ROW_COLUMN
+from connectors.base import ROW_COLUMN, landing_sql
 from pipelines.errors import SchemaDriftError, SpecError
 from pipelines.identifiers import RESIDENT_ID_CHECK, RESIDENT_ID_WEIGHTS
 from pipelines.spec import DUCKDB_TYPES, Column, DatasetSpec
@@ -338,7 +338,7 @@ def cleanse(spec: DatasetSpec, landed: Path, staging_dir: Path, *, where: str) -
     staging_dir.mkdir(parents=True, exist_ok=True)
     con = connect(staging_dir / ".spill")
     try:
-        con.execute(f"CREATE VIEW landing AS SELECT * FROM read_parquet({path_lit(landed)})")
+        con.execute(f"CREATE VIEW landing AS {landing_sql(landed)}")
         described = con.execute("DESCRIBE landing").fetchall()
         types = {row[0]: str(row[1]) for row in described}
         ignored = check_schema(spec, [r[0] for r in described if r[0] != ROW_COLUMN], where)
@@ -346,7 +346,7 @@ def cleanse(spec: DatasetSpec, landed: Path, staging_dir: Path, *, where: str) -
         query = compiler.classified()
         classified = staging_dir / CLASSIFIED_FILE
         try:
-            copy_to_parquet(con, query, classified)
+            copy_to_parquet(con, query, classified, compression="lz4_raw")  # temporary: read back, then deleted
         except duckdb.Error as exc:
             bad = _which_filter(con, spec)
             if bad:

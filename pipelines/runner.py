@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from connectors import make_connector
-from connectors.base import DATA_FILE, REJECTS_FILE, ROW_COLUMN
+from connectors.base import DATA_FILE, REJECTS_FILE, ROW_COLUMN, landing_sql
+from pipelines import background
 from pipelines import cleanse as cleanse_mod
 from pipelines.errors import GovdataError, QualityGateHeld, SourceError, SpecError
 from pipelines.files import sha256_file
@@ -236,7 +237,7 @@ def _build_quarantine(ctx: RunContext, failures: Path | None) -> int:
     """Write every quarantined row (read rejects, cast failures, gate failures) with its reasons."""
     con = connect(ctx.quarantine / ".spill")
     try:
-        con.execute(f"CREATE VIEW landing AS SELECT * FROM read_parquet({path_lit(ctx.landing / DATA_FILE)})")
+        con.execute(f"CREATE VIEW landing AS {landing_sql(ctx.landing / DATA_FILE)}")
         src_cols = [r[0] for r in con.execute("DESCRIBE landing").fetchall() if r[0] != ROW_COLUMN]
         as_text = ", ".join(f"CAST(l.{ident(c)} AS VARCHAR) AS {ident(c)}" for c in src_cols)
         nulls = ", ".join(f"NULL::VARCHAR AS {ident(c)}" for c in src_cols)
@@ -572,6 +573,7 @@ def run(
     """
     ctx = RunContext.make(spec, logical_date, home)
     started = _now()
+    background.start_quality_import()  # ~8 s of imports, overlapped with collect and cleanse
     steps = {"collect": collect, "cleanse": cleanse, "quality": quality, "catalog": catalog, "publish": publish}
     for name in STEPS:
         ctx.step_file(name).unlink(missing_ok=True)

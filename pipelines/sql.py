@@ -41,8 +41,12 @@ def connect(temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> None:
-    """Write ``query``'s result to ``target`` (zstd Parquet), replacing it atomically."""
+def copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, target: Path, *, compression: str = "zstd") -> None:
+    """Write ``query``'s result to ``target`` as Parquet, replacing it atomically.
+
+    zstd by default (the files are kept); a file read once and deleted is better written with
+    ``lz4_raw``, which costs a fraction of zstd's CPU time to write and read.
+    """
     tmp = target.with_name(target.name + ".tmp")
-    con.execute(f"COPY ({query}) TO {path_lit(tmp)} (FORMAT parquet, COMPRESSION zstd)")
+    con.execute(f"COPY ({query}) TO {path_lit(tmp)} (FORMAT parquet, COMPRESSION {compression})")
     tmp.replace(target)

@@ -21,7 +21,7 @@ import pytest
 from pydantic import BaseModel
 
 from connectors import REGISTRY, connector_class, make_connector
-from connectors.base import DATA_FILE, REJECTS_FILE, ROW_COLUMN, CollectResult
+from connectors.base import DATA_FILE, REJECTS_FILE, ROW_COLUMN, CollectResult, read_landing
 from pipelines.errors import GovdataError, SourceError, SpecError, TransientError
 
 COLUMNS = ["序号", "姓名", "登记日期", "备注"]
@@ -205,7 +205,7 @@ def test_collect_lands_the_contract(name: str, source: ContractSource, tmp_path:
 
     assert result.data_path == landing / DATA_FILE
     assert {p.name for p in landing.iterdir()} <= {DATA_FILE, REJECTS_FILE}, "temporary files left behind"
-    table = pq.read_table(result.data_path)
+    table = read_landing(result.data_path)
     assert table.schema.names[0] == ROW_COLUMN
     assert table.schema.field(ROW_COLUMN).type == pa.int64()
     ordinals = table.column(ROW_COLUMN).to_pylist()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +18,8 @@ from hypothesis import strategies as st
 import connectors.csv as csv_mod
 import connectors.encoding as enc
 from connectors import make_connector
-from connectors.base import DATA_FILE, REJECTS_FILE, ROW_COLUMN, CollectResult
+from connectors.base import DATA_FILE, REJECTS_FILE, ROW_COLUMN, CollectResult, landing_sql, read_landing
+from pipelines import background
 from pipelines.errors import SourceError, SpecError
 
 
@@ -32,7 +35,7 @@ def collect(tmp_path: Path, content: bytes | None, *, name: str = "src.csv", **o
 
 
 def data(result: CollectResult) -> list[dict[str, Any]]:
-    return pq.read_table(result.data_path).to_pylist()
+    return read_landing(result.data_path).to_pylist()
 
 
 def rejects(result: CollectResult) -> list[dict[str, Any]]:
@@ -219,7 +222,7 @@ def test_header_only_is_zero_rows_with_columns(tmp_path: Path) -> None:
     result = collect(tmp_path, "姓名,日期\n".encode("gb18030"))
     assert (result.rows, result.rejected) == (0, 0)
     assert result.columns == ["姓名", "日期"]
-    assert pq.read_table(result.data_path).schema.names == [ROW_COLUMN, "姓名", "日期"]
+    assert read_landing(result.data_path).schema.names == [ROW_COLUMN, "姓名", "日期"]
 
 
 # --- records -------------------------------------------------------------------------------------
@@ -426,3 +429,61 @@ def test_roundtrip_of_python_written_csv(
     landed = [[r["c1"], r["c2"], r["c3"]] for r in data(result)]
     assert landed == expected
     assert result.rejected == 0
+
+
+# --- how the landing numbers its rows, and transcoding beside other work ------------------------
+
+
+def test_rows_are_numbered_by_position_without_a_stored_column(tmp_path: Path) -> None:
+    result = collect(tmp_path, b"a,b\n1,2\n3,4\n5,6\n")
+    assert pq.read_schema(result.data_path).names == ["a", "b"]  # the ordinal is the position
+    con = duckdb.connect()
+    rows = con.execute(f"SELECT * FROM ({landing_sql(result.data_path)}) ORDER BY 1").fetchall()
+    assert rows == [(1, "1", "2"), (2, "3", "4"), (3, "5", "6")]
+    assert [d[0] for d in con.execute(f"DESCRIBE {landing_sql(result.data_path)}").fetchall()] == [ROW_COLUMN, "a", "b"]
+
+
+@pytest.mark.parametrize("name", ["file_row_number", "FILE_ROW_NUMBER"])
+def test_a_column_named_like_the_position_column_keeps_its_values(tmp_path: Path, name: str) -> None:
+    result = collect(tmp_path, f"{name},b\n10,x\n20,y\n".encode())
+    assert pq.read_schema(result.data_path).names == [ROW_COLUMN, name, "b"]  # numbered explicitly
+    assert data(result) == [{ROW_COLUMN: 1, name: "10", "b": "x"}, {ROW_COLUMN: 2, name: "20", "b": "y"}]
+    con = duckdb.connect()
+    assert con.execute(f"SELECT * FROM ({landing_sql(result.data_path)}) ORDER BY 1").fetchall() == [
+        (1, "10", "x"),
+        (2, "20", "y"),
+    ]
+
+
+@pytest.fixture
+def transcode_in_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every file big enough for the child process, with background work under way."""
+    monkeypatch.setattr(enc, "PROCESS_MIN_BYTES", 1)
+    monkeypatch.setattr(background, "busy", lambda: True)
+    monkeypatch.delenv(enc.PROCESS_ENV, raising=False)
+
+
+def test_transcoding_in_a_child_process_lands_the_same(tmp_path: Path, transcode_in_child: None) -> None:
+    content = gb_rows(300, bad={7, 150})
+    (tmp_path / "child").mkdir()
+    in_child = collect(tmp_path / "child", content)
+    assert enc._in_child_process(tmp_path / "child" / "src.csv")
+    os.environ[enc.PROCESS_ENV] = "0"  # the switch that turns the child process off
+    try:
+        assert not enc._in_child_process(tmp_path / "child" / "src.csv")
+        (tmp_path / "here").mkdir()
+        in_process = collect(tmp_path / "here", content)
+    finally:
+        del os.environ[enc.PROCESS_ENV]
+    assert data(in_child) == data(in_process)
+    assert rejects(in_child) == rejects(in_process)
+    assert in_child.details == in_process.details
+    assert in_child.source_sha256 == in_process.source_sha256 == hashlib.sha256(content).hexdigest()
+
+
+def test_errors_cross_the_child_process_with_their_hint(tmp_path: Path, transcode_in_child: None) -> None:
+    content = gb_rows(50, bad=set(range(1, 51, 2)))
+    with pytest.raises(SourceError) as err:
+        collect(tmp_path, content, encoding="gb18030", max_undecodable_share=0.001)
+    assert "cannot be decoded as gb18030" in str(err.value)
+    assert "max_undecodable_share" in (err.value.hint or "")
