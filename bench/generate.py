@@ -71,6 +71,7 @@ HEADER = [
 ]
 
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+ORG_WEIGHTS = np.array([3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)  # GB 11714
 USCC_WEIGHTS = np.array([1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28], dtype=np.int64)
 #: (registering authority + entity type, weight): mostly companies (91), some others, letter prefixes too.
 USCC_PREFIXES = [
@@ -259,7 +260,8 @@ def _date_parts(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def uscc_codes(rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` valid USCCs as an (n, 18) array of indexes into :data:`USCC_ALPHABET`."""
+    """``n`` valid USCCs (embedded organisation code included) as an (n, 18) array of indexes into
+    :data:`USCC_ALPHABET`."""
     codes = np.empty((n, 18), dtype=np.uint8)
     weights = np.array([w for _, w in USCC_PREFIXES])
     prefix = rng.choice(len(USCC_PREFIXES), n, p=weights / weights.sum())
@@ -271,6 +273,11 @@ def uscc_codes(rng: np.random.Generator, n: int) -> np.ndarray:
     area = np.array([[int(c) for c in code] for code, _ in DISTRICTS], dtype=np.uint8)
     codes[:, 2:8] = area[district]
     codes[:, 8:17] = rng.integers(0, 31, (n, 9), dtype=np.uint8)
+    # positions 9-17 are a GB 11714 organisation code: its 9th character is its own check
+    org_value = np.array([int(c, 36) for c in USCC_ALPHABET], dtype=np.int64)  # 0-9, A=10 … Z=35
+    org_total = org_value[codes[:, 8:16]] @ ORG_WEIGHTS
+    org_check = 11 - org_total % 11  # 10 → X, 11 → 0
+    codes[:, 16] = np.where(org_check == 10, USCC_ALPHABET.index("X"), org_check % 11).astype(np.uint8)
     total = (codes[:, :17].astype(np.float64) @ USCC_WEIGHTS.astype(np.float64)).astype(np.int64)  # exact: < 2**53
     codes[:, 17] = (31 - total % 31) % 31
     return codes

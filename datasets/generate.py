@@ -349,10 +349,20 @@ MARKET_ROWS = 414  # before the duplicate copies are added
 MARKET_DUP_GROUPS = (1, 1, 1, 1, 2)  # extra copies per key: four pairs and one triple
 
 
+def _ma_org(drawn: str) -> str:
+    """A market regulator's organisation code: ``MA`` + six drawn characters + the GB 11714 check.
+
+    Seven characters are drawn (the seventh is dropped) so the random stream, and with it every
+    other generated value, stays as it was before positions 9-17 were checked as GB 11714 codes.
+    """
+    body = "MA" + drawn[:6]
+    return body + org_code_check_char(body)
+
+
 def _enterprise_uscc(rng: random.Random, prefix: str, area: str, used: set[str]) -> str:
     while True:
         if prefix == "91" and rng.random() < 0.6:
-            org = "MA" + "".join(rng.choice(USCC_ALPHABET) for _ in range(7))
+            org = _ma_org("".join(rng.choice(USCC_ALPHABET) for _ in range(7)))
         else:
             body = "".join(rng.choice(string.digits) for _ in range(8))
             org = body + org_code_check_char(body)
@@ -460,7 +470,7 @@ def build_market() -> Build:
 
     def lowercase_uscc(row: Row, nth: int) -> None:
         district = row.values["所属区"]
-        code = "91" + district + "MA" + "".join(rng.choice("ABCDEFGHJKLMNPQRTUWXY") for _ in range(7))
+        code = "91" + district + _ma_org("".join(rng.choice("ABCDEFGHJKLMNPQRTUWXY") for _ in range(7)))
         code += uscc_check_char(code)
         used_codes.add(code)
         row.values["统一社会信用代码"] = code.lower()
@@ -546,7 +556,7 @@ def build_market() -> Build:
         ordered = members if g % 2 else list(reversed(members))
         current = dict(ordered[-1].values)
         if g == 0:  # an older copy will differ only by case: give the key letters to differ in
-            first17 = "91" + current["所属区"] + "MA" + "".join(rng.choice("ABCDEFGHJKLMNPQRTUWXY") for _ in range(7))
+            first17 = "91" + current["所属区"] + _ma_org("".join(rng.choice("ABCDEFGHJKLMNPQRTUWXY") for _ in range(7)))
             current["统一社会信用代码"] = first17 + uscc_check_char(first17)
             used_codes.add(current["统一社会信用代码"])
         for r, when in zip(ordered, times, strict=True):

@@ -1,13 +1,14 @@
 """The quality gate: GX suites (``<dataset>.json`` beside this file), custom expectations, DuckDB adapter.
 
 Importing this package imports GX (~10 s, ~270 MB), applies the DuckDB patches and registers
-the custom expectations (``expect_column_values_to_be_valid_cn_resident_id``,
-``expect_column_values_to_be_valid_uscc``) with GX. Only the quality step imports it; the CLI,
-the DAG files and ``govdata validate`` (which checks suites with :mod:`pipelines.suites`) never do.
+the custom expectations with GX (resident ID, USCC, organisation code, administrative division,
+mobile number, and the resident ID's consistency with the record's birth date and sex). Only
+the quality step imports it; the CLI, the DAG files and ``govdata validate`` (which checks
+suites with :mod:`pipelines.suites`) never do.
 
 Modules, one job each:
 - :mod:`expectations.engine` — the DuckDB patches for GX 1.24.1 and the GX context factory;
-- :mod:`expectations.custom` — the resident-ID and USCC expectations;
+- :mod:`expectations.custom` — the Chinese identifier expectations (see its table);
 - :mod:`expectations.gate` — :func:`~expectations.gate.validate`, the gate the pipeline calls.
 
 Before GX is imported, it is quieted: the ``great_expectations`` logger is set to WARNING

@@ -1,15 +1,19 @@
-"""Checksums of Chinese identifiers (GB 11643, GB 32100, GB 11714), in pure Python.
+"""Checks of Chinese identifiers (GB 11643, GB 32100, GB 11714, mobile numbers), in pure Python.
 
 These are the reference implementations: the quality gate's SQL expressions and the GX
 expectations are tested against them. python-stdnum is not used as the gate because its
 ``cn.ric`` rejects IDs whose district is younger than the birth date and its ``cn.uscc``
-rejects letter-prefixed codes (see DOMAIN.md).
+rejects letter-prefixed codes (see DOMAIN.md). Every check takes the value exactly as
+stored: ASCII only, no surrounding spaces, no lower-case letters (cleansing normalises
+those first). The GB/T 2260 area tables are in :mod:`pipelines.divisions`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Collection
+from typing import Literal
 
 RESIDENT_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 RESIDENT_ID_CHECK = "10X98765432"
@@ -35,9 +39,20 @@ USCC_AUTHORITIES: dict[str, str] = {
 ORG_CODE_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 ORG_CODE_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
 
+#: What the 17th digit of an 18-digit ID (the 15th of a 15-digit one) says: odd is male.
+MALE_DIGITS = "13579"
+
 # ASCII digits only, whole string (``\d`` would admit full-width digits, ``$`` a final newline).
 _RESIDENT_ID_18 = re.compile(r"[0-9]{17}[0-9X]")
 _RESIDENT_ID_15 = re.compile(r"[0-9]{15}")
+_ORG_CODE = re.compile(r"([0-9A-Z]{8})(-?)([0-9X])")
+#: 11 digits starting 1[3-9], optionally after the country code +86 or 86.
+_MOBILE = re.compile(r"(\+?86)?(1[3-9][0-9]{9})")
+#: An ISO 8601 date, optionally followed by a time ("1990-05-01", "1990-05-01T08:00:00").
+_ISO_DATE = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})(?:[T ].*)?", re.DOTALL)
+
+HyphenRule = Literal["optional", "required", "forbidden"]
+HYPHEN_RULES: tuple[HyphenRule, ...] = ("optional", "required", "forbidden")
 
 
 def resident_id_check_char(first17: str) -> str:
@@ -52,11 +67,18 @@ def resident_id_15_to_18(value: str) -> str:
     return body + resident_id_check_char(body)
 
 
-def is_valid_resident_id(value: object, *, today: dt.date | None = None, allow_15: bool = False) -> bool:
+def is_valid_resident_id(
+    value: object,
+    *,
+    today: dt.date | None = None,
+    allow_15: bool = False,
+    area_codes: Collection[str] | None = None,
+) -> bool:
     """True when ``value`` is a well-formed resident ID with a real, past birth date.
 
-    Never looks at whether the district existed in the birth year: the address code is the
-    one in force when the number was issued.
+    ``area_codes``, when given, is the set of known GB/T 2260 codes the first six digits must
+    be in (see :func:`pipelines.divisions.codes`). Never looks at whether the district existed
+    in the birth year: the address code is the one in force when the number was issued.
     """
     if not isinstance(value, str):
         return False
@@ -70,7 +92,31 @@ def is_valid_resident_id(value: object, *, today: dt.date | None = None, allow_1
         return False
     if born > (today or dt.datetime.now(dt.UTC).date()) or born.year < 1800:
         return False
+    if area_codes is not None and value[:6] not in area_codes:
+        return False
     return resident_id_check_char(value[:17]) == value[17]
+
+
+def resident_id_birth_and_sex(
+    value: object, *, today: dt.date | None = None, allow_15: bool = True
+) -> tuple[str, bool] | None:
+    """The birth date (``YYYY-MM-DD``) and sex (True: male) a valid resident ID carries.
+
+    None when ``value`` is not a valid ID (:func:`is_valid_resident_id`). The sex is the
+    parity of the 17th digit of an 18-digit ID, of the 15th of a legacy 15-digit one.
+    """
+    if not is_valid_resident_id(value, today=today, allow_15=allow_15):
+        return None
+    assert isinstance(value, str)  # checked above
+    if len(value) == 15:
+        return f"19{value[6:8]}-{value[8:10]}-{value[10:12]}", value[14] in MALE_DIGITS
+    return f"{value[6:10]}-{value[10:12]}-{value[12:14]}", value[16] in MALE_DIGITS
+
+
+def iso_date_text(value: str) -> str | None:
+    """The ``YYYY-MM-DD`` part of an ISO 8601 date or date-time text, None for any other text."""
+    match = _ISO_DATE.fullmatch(value)
+    return match.group(1) if match else None
 
 
 def org_code_check_char(first8: str) -> str:
@@ -80,15 +126,45 @@ def org_code_check_char(first8: str) -> str:
     return "X" if check == 10 else "0" if check == 11 else str(check)
 
 
-def is_valid_org_code(value: object) -> bool:
-    """True for a GB 11714 organisation code, with or without the hyphen before the check."""
+def is_valid_org_code(value: object, *, hyphen: HyphenRule = "optional") -> bool:
+    """True for a GB 11714 organisation code: 8 characters over ``0-9A-Z`` and the check character.
+
+    ``hyphen``: ``optional`` accepts ``XXXXXXXXX`` and ``XXXXXXXX-X``, ``required`` only the
+    hyphenated form, ``forbidden`` only the 9-character one.
+    """
     if not isinstance(value, str):
         return False
-    if len(value) == 10 and value[8] == "-":
-        value = value[:8] + value[9]
-    if len(value) != 9 or any(c not in ORG_CODE_ALPHABET for c in value[:8]):
+    match = _ORG_CODE.fullmatch(value)
+    if match is None:
         return False
-    return org_code_check_char(value[:8]) == value[8]
+    body, dash, check = match.groups()
+    if (hyphen == "required" and not dash) or (hyphen == "forbidden" and dash):
+        return False
+    return org_code_check_char(body) == check
+
+
+def org_code_problem(value: str, *, hyphen: HyphenRule = "optional") -> str | None:
+    """A sentence saying what is wrong with an organisation code, or None when it is valid."""
+    match = _ORG_CODE.fullmatch(value)
+    if match is None:
+        return "is not 8 characters over 0-9 and A-Z followed by a check character (0-9 or X), optionally after '-'"
+    body, dash, check = match.groups()
+    if hyphen == "required" and not dash:
+        return "has no hyphen before the check character (XXXXXXXX-X is required)"
+    if hyphen == "forbidden" and dash:
+        return "has a hyphen before the check character (XXXXXXXXX without it is required)"
+    expected = org_code_check_char(body)
+    if expected != check:
+        return f"check character is {check!r}, expected {expected!r}"
+    return None
+
+
+def is_valid_cn_mobile(value: object, *, allow_country_code: bool = True) -> bool:
+    """True for a mainland mobile number: 11 digits starting ``1[3-9]``, optionally after ``+86``/``86``."""
+    if not isinstance(value, str):
+        return False
+    match = _MOBILE.fullmatch(value)
+    return match is not None and (allow_country_code or match.group(1) is None)
 
 
 def uscc_check_char(first17: str) -> str:
@@ -97,8 +173,14 @@ def uscc_check_char(first17: str) -> str:
     return USCC_ALPHABET[(31 - total % 31) % 31]
 
 
-def is_valid_uscc(value: object) -> bool:
-    """True for a GB 32100 unified social credit code, letter-prefixed authorities included."""
+def is_valid_uscc(value: object, *, check_org_code: bool = True) -> bool:
+    """True for a GB 32100 unified social credit code, letter-prefixed authorities included.
+
+    Checks the alphabet, the registering authority and the entity types it issues, the
+    6-digit area code, the organisation code in positions 9-17 (its own GB 11714 check
+    character; ``check_org_code=False`` skips that for registries with non-conforming legacy
+    codes) and the MOD 31 check character.
+    """
     if not isinstance(value, str) or len(value) != 18:
         return False
     if any(c not in USCC_ALPHABET for c in value):
@@ -108,10 +190,12 @@ def is_valid_uscc(value: object) -> bool:
         return False
     if not value[2:8].isascii() or not value[2:8].isdigit():
         return False
+    if check_org_code and org_code_check_char(value[8:16]) != value[16]:
+        return False
     return uscc_check_char(value[:17]) == value[17]
 
 
-def uscc_problem(value: str) -> str | None:
+def uscc_problem(value: str, *, check_org_code: bool = True) -> str | None:
     """A sentence saying what is wrong with a USCC, or None when it is valid."""
     if len(value) != 18:
         return f"has {len(value)} characters, a USCC has 18"
@@ -125,6 +209,13 @@ def uscc_problem(value: str) -> str | None:
         return f"entity-type code {value[1]!r} is not issued by authority {value[0]!r}"
     if not value[2:8].isdigit():
         return f"area code {value[2:8]!r} is not six digits"
+    if check_org_code:
+        org_check = org_code_check_char(value[8:16])
+        if org_check != value[16]:
+            return (
+                f"organisation code {value[8:17]!r} (positions 9-17) fails its GB 11714 check: "
+                f"position 17 is {value[16]!r}, expected {org_check!r}"
+            )
     expected = uscc_check_char(value[:17])
     if expected != value[17]:
         return f"check character is {value[17]!r}, expected {expected!r}"

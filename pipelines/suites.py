@@ -92,7 +92,14 @@ GX_CORE_TYPES: frozenset[str] = frozenset(
 
 #: The govdata custom expectations (``expectations.custom``).
 CUSTOM_TYPES: frozenset[str] = frozenset(
-    {"expect_column_values_to_be_valid_cn_resident_id", "expect_column_values_to_be_valid_uscc"}
+    {
+        "expect_column_values_to_be_valid_cn_resident_id",
+        "expect_column_values_to_be_valid_uscc",
+        "expect_column_values_to_be_valid_cn_org_code",
+        "expect_column_values_to_be_valid_cn_admin_division",
+        "expect_column_values_to_be_valid_cn_mobile",
+        "expect_cn_resident_id_to_match_birth_date_and_sex",
+    }
 )
 
 KNOWN_TYPES: frozenset[str] = GX_CORE_TYPES | CUSTOM_TYPES
@@ -101,6 +108,7 @@ KNOWN_TYPES: frozenset[str] = GX_CORE_TYPES | CUSTOM_TYPES
 MAP_TYPES: frozenset[str] = frozenset(
     {t for t in KNOWN_TYPES if t.startswith(("expect_column_values_", "expect_column_value_"))}
     | {
+        "expect_cn_resident_id_to_match_birth_date_and_sex",
         "expect_column_pair_values_a_to_be_greater_than_b",
         "expect_column_pair_values_to_be_equal",
         "expect_column_pair_values_to_be_in_set",
@@ -152,7 +160,7 @@ TESTED_TYPES: frozenset[str] = CUSTOM_TYPES | frozenset(
 )
 
 #: kwargs that name one column / a list of columns of the data.
-COLUMN_KWARGS = ("column", "column_A", "column_B")
+COLUMN_KWARGS = ("column", "column_A", "column_B", "birth_date_column", "sex_column")
 COLUMN_LIST_KWARGS = ("column_list",)
 
 SUITE_KEYS = ("name", "id", "expectations", "suite_parameters", "meta", "notes")
@@ -168,7 +176,8 @@ EXPECTATION_KEYS = (
     "expectation_context",
     "success_on_last_run",
 )
-GOVDATA_META_KEYS = ("on_failure", "name")
+#: ``meta.govdata`` keys; dimension, indicator and reference are checked by :mod:`pipelines.scorecard`.
+GOVDATA_META_KEYS = ("on_failure", "name", "dimension", "indicator", "reference")
 ON_FAILURE = ("quarantine", "block")
 
 _HINT = "fix the suite JSON; the GX expectation gallery lists each type's kwargs"
@@ -236,7 +245,9 @@ def _check_entry(path: Path, index: int, entry: object) -> None:
         raise SpecError(f"{where}: meta.govdata must be an object", hint='e.g. {"on_failure": "block"}')
     problems = _unknown_keys(block, GOVDATA_META_KEYS)
     if problems:
-        raise SpecError(f"{where}: meta.govdata: " + "; ".join(problems), hint="valid keys: on_failure, name")
+        raise SpecError(
+            f"{where}: meta.govdata: " + "; ".join(problems), hint=f"valid keys: {', '.join(GOVDATA_META_KEYS)}"
+        )
     on_failure = block.get("on_failure")
     if on_failure is not None and on_failure not in ON_FAILURE:
         raise SpecError(
@@ -257,6 +268,9 @@ def _check_entry(path: Path, index: int, entry: object) -> None:
     name = block.get("name")
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise SpecError(f"{where}: meta.govdata.name must be a non-empty string", hint="a short quarantine reason")
+    from pipelines.scorecard import check_tags  # imports this module: not at the top
+
+    check_tags(path, index, entry)
 
 
 def load_suite(path: str | Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ DAG_FILE = DAGS_DIR / "govdata_datasets.py"
 LOGGING_MODULE = DAGS_DIR / "govdata_logging.py"
 STEPS = ["collect", "cleanse", "quality", "catalog", "publish"]
 
-DEPT_USCC = "11310000MB2F0000" + "1"
+DEPT_USCC = "11310000MB2F0000" + "8"  # 8: the GB 11714 check of the organisation code MB2F0000
 DEPT_USCC += uscc_check_char(DEPT_USCC)
 
 SOURCE_CSV = "统一社会信用代码,企业名称,成立日期\n" + "".join(

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.identifiers import is_valid_uscc, uscc_check_char
+from pipelines.identifiers import is_valid_uscc, org_code_check_char, uscc_check_char
 from tests.unit.specfactory import spec_dict
 
 
 def uscc(n: int, authority: str = "91") -> str:
-    body = f"{authority}310115MA{n:07d}"[:17]
+    org = f"MA{n:06d}"  # positions 9-17: a GB 11714 code with its own check character
+    body = f"{authority}310115{org}{org_code_check_char(org)}"
     return body + uscc_check_char(body)
 
 

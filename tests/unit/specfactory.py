@@ -7,7 +7,7 @@ from typing import Any
 
 from pipelines.identifiers import uscc_check_char
 
-DEPT_USCC = "11310000MB2F0000" + "1"
+DEPT_USCC = "11310000MB2F0000" + "8"  # 8: the GB 11714 check of the organisation code MB2F0000
 DEPT_USCC = DEPT_USCC + uscc_check_char(DEPT_USCC)
 
 BASE: dict[str, Any] = {
