@@ -1,11 +1,23 @@
-"""The catalog's tables: departments, entries (13 core elements), data items, versions, runs."""
+"""The catalog's tables: departments, entries (13 core elements), data items, versions, runs, scorecards."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -112,3 +124,24 @@ class Run(Base):
     version: Mapped[int | None] = mapped_column(Integer)
     report: Mapped[dict[str, Any]] = mapped_column()
     finished_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Scorecard(Base):
+    """The quality scorecard of each run key (held runs too); see :mod:`pipelines.scorecard`.
+
+    No foreign key to the entry: a run held before its first publication has no entry yet.
+    The department is kept as it was at the run, for the per-department trend.
+    """
+
+    __tablename__ = "scorecards"
+
+    dataset: Mapped[str] = mapped_column(String(100), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    department_uscc: Mapped[str] = mapped_column(String(18), index=True)
+    department_name: Mapped[str] = mapped_column(String(200))
+    logical_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)  # the logical date, UTC
+    status: Mapped[str] = mapped_column(String(16))  # passed, held, published, unchanged
+    version: Mapped[int | None] = mapped_column(Integer)
+    score: Mapped[float | None] = mapped_column(Float)
+    card: Mapped[dict[str, Any]] = mapped_column()  # the scorecard document (govdata.scorecard/1)
+    computed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,4 +1,4 @@
-"""The catalog store: register entries from specs, record versions and runs, answer queries."""
+"""The catalog store: register entries from specs, record versions, runs and scorecards, answer queries."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from catalog.models import Base, DataItem, Department, Entry, Run, Version
+from catalog.models import Base, DataItem, Department, Entry, Run, Scorecard, Version
 from pipelines.errors import SpecError, TransientError
 from pipelines.spec import DatasetSpec
 
@@ -201,3 +201,58 @@ class CatalogStore:
             if dataset:
                 q = q.where(Run.dataset == dataset)
             return list(s.scalars(q))
+
+    # --- scorecards ----------------------------------------------------------------------------
+
+    def save_scorecard(self, card: dict[str, Any]) -> None:
+        """Store a run's scorecard (``govdata.scorecard/1``); a re-run of the key replaces it."""
+        logical = dt.datetime.fromisoformat(str(card["logical_date"]))
+        logical = logical.replace(tzinfo=dt.UTC) if logical.tzinfo is None else logical.astimezone(dt.UTC)
+        with self.session() as s:
+            row = s.get(Scorecard, (card["dataset"], card["run_id"]))
+            if row is None:
+                row = Scorecard(dataset=card["dataset"], run_id=card["run_id"])
+                s.add(row)
+            row.department_uscc = card["department"]["uscc"]
+            row.department_name = card["department"]["name"]
+            row.logical_at = logical
+            row.status = card["status"]
+            row.version = card.get("version")
+            row.score = card.get("score")
+            row.card = card
+            row.computed_at = dt.datetime.fromisoformat(str(card["computed_at"]))
+
+    def link_scorecard(self, dataset: str, run_id: str, *, version: int, status: str) -> dict[str, Any] | None:
+        """Record the version a run published (or found unchanged); returns the updated scorecard."""
+        with self.session() as s:
+            row = s.get(Scorecard, (dataset, run_id))
+            if row is None:
+                return None
+            row.version = version
+            row.status = status
+            row.card = {**row.card, "version": version, "status": status}
+            return dict(row.card)
+
+    def scorecards(self, dataset: str | None = None, department: str | None = None) -> list[dict[str, Any]]:
+        """Scorecards, oldest logical date first; ``department`` is a USCC (any case) or an exact name."""
+        with self.session() as s:
+            q = select(Scorecard).order_by(Scorecard.logical_at, Scorecard.computed_at, Scorecard.dataset)
+            if dataset:
+                q = q.where(Scorecard.dataset == dataset)
+            if department:
+                q = q.where(
+                    (Scorecard.department_uscc == department.strip().upper())
+                    | (Scorecard.department_name == department.strip())
+                )
+            return [dict(row.card) for row in s.scalars(q)]
+
+    def scorecard_departments(self) -> list[tuple[str, str]]:
+        """(USCC, name) of every department with a scorecard."""
+        with self.session() as s:
+            q = select(Scorecard.department_uscc, Scorecard.department_name).distinct()
+            return sorted((str(u), str(n)) for u, n in s.execute(q))
+
+    def scorecard_datasets(self) -> list[str]:
+        """Ids of the datasets with a scorecard."""
+        with self.session() as s:
+            return sorted(str(d) for d in s.scalars(select(Scorecard.dataset).distinct()))
