@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 DATASETS_ENV = "GOVDATA_DATASETS_DIR"
 DAG_ID_PREFIX = "govdata__"
 STEPS = ("collect", "cleanse", "quality", "catalog", "publish")
+#: The steps after which the reports site is updated (Data Docs of the run, scorecard pages).
+SITE_STEPS = ("quality", "publish")
 
 #: A fixed date in the past: with ``catchup=False`` only the latest interval is scheduled.
 START_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
@@ -151,9 +153,23 @@ def run_step(step: str, spec_path: str) -> dict[str, Any]:
     except GovdataError as exc:
         log.warning("govdata %s failed (will be retried if attempts remain): %s", step, exc)
         raise
+    finally:
+        if step in SITE_STEPS:  # a held gate ends the run at quality; a publish ends it for good
+            _update_site(spec_path, logical_date)
     # The report is small by contract; round-trip it so an odd scalar cannot break the XCom push.
     safe: dict[str, Any] = json.loads(json.dumps(report, ensure_ascii=False, default=str))
     return safe
+
+
+def _update_site(spec_path: str, logical_date: dt.datetime) -> None:
+    """Bring the reports site up to date with this run (best effort: never fails the task)."""
+    from pipelines import runner, site
+
+    try:
+        ctx = runner.RunContext.make(spec_path, logical_date, None)
+        site.after_run(ctx.workspace, ctx.spec, ctx.run_id)
+    except Exception as exc:  # noqa: BLE001 - the site is a view of the run; it never fails the task
+        log.warning("the reports site was not updated for %s: %s", spec_path, exc)
 
 
 def build_dag(spec_path: str | Path, *, root: Path | None = None) -> DAG:

@@ -438,6 +438,11 @@ def _names(entries: list[dict[str, Any]]) -> list[str]:
     return names
 
 
+def expectation_names(entries: list[dict[str, Any]]) -> list[str]:
+    """The name the gate gives each suite entry (its quarantine reason), in suite order."""
+    return _names(entries)
+
+
 def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=engine.json_default))
 

@@ -20,6 +20,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.cli_quarantine import quarantine_app
+from pipelines.cli_report import report_app
 from pipelines.errors import GovdataError
 
 app = typer.Typer(
@@ -31,6 +33,8 @@ app = typer.Typer(
 )
 catalog_app = typer.Typer(help="The government data resource catalog (政务数据资源目录).", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(report_app, name="report")
+app.add_typer(quarantine_app, name="quarantine")
 
 out = Console()
 err = Console(stderr=True)
@@ -217,10 +221,12 @@ def demo(
     out.print("\nWhere to look:", style="bold")
     out.print(f"  published versions   {ws.exchange}", highlight=False)
     out.print(
-        f"  quarantined rows     {ws.root / 'quarantine'}  (reasons in the _govdata_reasons column)", highlight=False
+        f"  quarantined rows     {ws.root / 'quarantine'}  (`govdata quarantine list`, `… export DATASET`)",
+        highlight=False,
     )
     out.print(f"  run reports          {ws.root / 'reports'}/<dataset>/<run>/run_report.json", highlight=False)
     out.print(f"  catalog              {ws.catalog_url}   (`govdata catalog list`)", highlight=False)
+    out.print(f"  reports site         {ws.root / 'reports' / '_site' / 'index.html'}  (offline)", highlight=False)
     held = [r for _, r in reports if r["status"] == "held"]
     raise typer.Exit(EXIT_HELD if held else EXIT_OK)
 

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from connectors import make_connector
-from connectors.base import DATA_FILE, REJECTS_FILE, ROW_COLUMN, landing_sql
-from pipelines import background
+from connectors.base import DATA_FILE, ROW_COLUMN
+from pipelines import background, references, scorecard
 from pipelines import cleanse as cleanse_mod
 from pipelines.errors import GovdataError, QualityGateHeld, SourceError, SpecError
 from pipelines.files import sha256_file
-from pipelines.quality import dimension_of, pass_rate, summarise
 from pipelines.spec import DUCKDB_TYPES, DatasetSpec, load_spec
 from pipelines.sql import connect, copy_to_parquet, ident, path_lit
 from pipelines.suites import load_suite
@@ -52,6 +51,9 @@ class RunContext:
     workspace: Workspace
     logical_date: dt.date | dt.datetime
     run_id: str
+    #: A quarantine resubmission: its accepted rows join the current published version (keys
+    #: already published were sent back to quarantine, see pipelines.quarantine).
+    merge_with_published: bool = False
 
     @classmethod
     def make(
@@ -234,43 +236,18 @@ def cleanse(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
 
 
 def _build_quarantine(ctx: RunContext, failures: Path | None) -> int:
-    """Write every quarantined row (read rejects, cast failures, gate failures) with its reasons."""
-    con = connect(ctx.quarantine / ".spill")
-    try:
-        con.execute(f"CREATE VIEW landing AS {landing_sql(ctx.landing / DATA_FILE)}")
-        src_cols = [r[0] for r in con.execute("DESCRIBE landing").fetchall() if r[0] != ROW_COLUMN]
-        as_text = ", ".join(f"CAST(l.{ident(c)} AS VARCHAR) AS {ident(c)}" for c in src_cols)
-        nulls = ", ".join(f"NULL::VARCHAR AS {ident(c)}" for c in src_cols)
-        parts = []
-        rejects = ctx.landing / REJECTS_FILE
-        if rejects.is_file():
-            parts.append(
-                f"SELECT {ident(ROW_COLUMN)}, 'collect' AS _govdata_stage, [reason] AS _govdata_reasons, raw AS _govdata_raw"
-                f"{', ' + nulls if nulls else ''} FROM read_parquet({path_lit(rejects)})"
-            )
-        cast_failed = ctx.staging / cleanse_mod.CAST_FAILED_FILE
-        if cast_failed.is_file():
-            parts.append(
-                f"SELECT l.{ident(ROW_COLUMN)}, 'cleanse', c.{cleanse_mod.REASONS}, NULL::VARCHAR"
-                f"{', ' + as_text if as_text else ''} FROM read_parquet({path_lit(cast_failed)}) c "
-                f"JOIN landing l USING ({ident(ROW_COLUMN)})"
-            )
-        if failures is not None:
-            parts.append(
-                f"SELECT l.{ident(ROW_COLUMN)}, 'quality', f.reasons, NULL::VARCHAR{', ' + as_text if as_text else ''} "
-                f"FROM (SELECT {ident(ROW_COLUMN)}, list(expectation ORDER BY expectation) AS reasons "
-                f"FROM read_parquet({path_lit(failures)}) GROUP BY 1) f JOIN landing l USING ({ident(ROW_COLUMN)})"
-            )
-        target = ctx.quarantine / QUARANTINE_FILE
-        if not parts:
-            target.unlink(missing_ok=True)
-            return 0
-        copy_to_parquet(con, " UNION ALL ".join(parts) + " ORDER BY 1", target)
-        row = con.execute(f"SELECT count(*) FROM read_parquet({path_lit(target)})").fetchone()
-        return int(row[0]) if row else 0
-    finally:
-        con.close()
-        shutil.rmtree(ctx.quarantine / ".spill", ignore_errors=True)
+    """Write every quarantined row (read rejects, cast failures, gate failures) with its reasons, masked."""
+    from pipelines import quarantine
+
+    return quarantine.build(
+        ctx.spec,
+        landing=ctx.landing,
+        staging=ctx.staging,
+        target=ctx.quarantine,
+        failures=failures,
+        run_id=ctx.run_id,
+        logical_date=ctx.logical_date.isoformat(),
+    )
 
 
 def quality(spec: Any, logical_date: Any = None, *, home: str | Path | None = None) -> dict[str, Any]:
@@ -284,9 +261,15 @@ def quality(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
 
     ctx.quarantine.mkdir(parents=True, exist_ok=True)
     gx_dir = ctx.reports / "gx"
+    suite_doc = load_suite(suite)
+    store = ctx.catalog()
+    # Reference checks (040200) get their values from the reference dataset's published version.
+    resolution = references.resolve(
+        suite, suite_doc, spec=s, store=store, exchange=ctx.exchange(), target_dir=ctx.reports
+    )
     result = gate.validate(
         ctx.staging / cleanse_mod.STAGED_FILE,
-        suite,
+        resolution.suite_path,
         report_dir=gx_dir,
         dataset=s.id,
         run_id=ctx.run_id,
@@ -306,24 +289,20 @@ def quality(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
             con.close()
     accepted = cleansed["staged"] - gate_failed_rows
     quarantined = _build_quarantine(ctx, failures)
-    suite_meta = {i: e.get("meta") or {} for i, e in enumerate(load_suite(suite)["expectations"])}
-    outcomes = []
-    for i, o in enumerate(result.outcomes):
-        rate = pass_rate(o.element_count, o.unexpected_count, o.success, o.row_level)
-        outcomes.append(
-            {
-                "name": o.name,
-                "type": o.expectation_type,
-                "column": o.column,
-                "success": o.success,
-                "row_level": o.row_level,
-                "element_count": o.element_count,
-                "unexpected_count": o.unexpected_count,
-                "observed_value": o.observed_value,
-                "dimension": dimension_of(o.expectation_type, suite_meta.get(i)),
-                "pass_rate": round(rate, 6),
-            }
-        )
+    outcomes = [
+        {
+            "name": o.name,
+            "type": o.expectation_type,
+            "column": o.column,
+            "success": o.success,
+            "row_level": o.row_level,
+            "element_count": o.element_count,
+            "unexpected_count": o.unexpected_count,
+            "missing_count": o.missing_count,
+            "observed_value": o.observed_value,
+        }
+        for o in result.outcomes
+    ]
     total = collected["rows"]
     share = quarantined / total if total else 0.0
     blocking = [o["name"] for o in outcomes if not o["success"] and not o["row_level"]]
@@ -332,6 +311,29 @@ def quality(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
         reasons.append(
             f"{quarantined} of {total} rows quarantined ({share:.1%}), above the limit of {s.quality.max_quarantine_share:.1%}"
         )
+    latest = store.latest_version(s.id)
+    card, measured = scorecard.compute(
+        s,
+        run_id=ctx.run_id,
+        logical_date=ctx.logical_date,
+        entries=suite_doc["expectations"],
+        outcomes=outcomes,
+        row_count=result.row_count,
+        failures=failures,
+        collected=collected,
+        cleansed=cleansed,
+        quarantined=quarantined,
+        accepted=accepted,
+        gate="held" if reasons else "passed",
+        previous_run_id=latest.run_id if latest is not None else None,
+        references=resolution.references,
+        row_column=ROW_COLUMN,
+    )
+    for o, m in zip(outcomes, measured, strict=True):
+        rate = (m.evaluated - m.failed) / m.evaluated if m.evaluated else 1.0
+        o.update(indicator=m.indicator, dimension=scorecard.INDICATORS[m.indicator].dimension, pass_rate=round(rate, 6))
+    scorecard.write(card, ctx.reports)
+    store.save_scorecard(card)  # held runs too: the trend shows them
     summary = {
         "success": not reasons,
         "held_because": reasons,
@@ -339,7 +341,8 @@ def quality(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
         "expectations": outcomes,
         "failed_expectations": [o for o in outcomes if not o["success"]],
         "validation_result": str(result.validation_result_path),
-        **summarise(outcomes),
+        **scorecard.summary(card),
+        "scorecard": card,
     }
     report = ctx.write_step(
         "quality",
@@ -423,15 +426,13 @@ def catalog(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
             f"read_parquet({path_lit(Path(checked['failures']))})) USING ({ident(ROW_COLUMN)}))"
         )
     query = f"SELECT {names} FROM {accepted}"
-    if s.publish.mode == "merge" and latest is not None:
+    if (s.publish.mode == "merge" or ctx.merge_with_published) and latest is not None:
         previous = ctx.exchange().read(s.id, latest.number)
         if previous is not None:
             keys = ", ".join(ident(k) for k in s.primary_key)
             kept = ", ".join(f"p.{ident(c.name)}" for c in s.columns)
-            query = (
-                f"SELECT {kept} FROM read_parquet({path_lit(previous.data_path)}) p "
-                f"ANTI JOIN {accepted} a USING ({keys}) UNION ALL {query}"
-            )
+            replaced = f"ANTI JOIN {accepted} a USING ({keys}) " if keys else ""  # no key: the rows are added
+            query = f"SELECT {kept} FROM read_parquet({path_lit(previous.data_path)}) p {replaced}UNION ALL {query}"
     candidate = ctx.staging / CANDIDATE_FILE
     con = connect(ctx.staging / ".spill")
     try:
@@ -479,6 +480,9 @@ def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
     exchange = ctx.exchange()
     latest = store.latest_version(s.id)
     if latest is not None and latest.fingerprint == prepared["fingerprint"]:
+        # The same run key may have published it already (a resumed publish): that is not "unchanged".
+        again = "published" if latest.run_id == ctx.run_id else "unchanged"
+        scorecard.record_publication(store, ctx.reports, s.id, ctx.run_id, latest.number, again)
         return ctx.write_step(
             "publish",
             {
@@ -522,7 +526,11 @@ def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
                 "bytes": candidate.stat().st_size if candidate.is_file() else None,
             }
         ],
-        "quality": {k: checked["quality"][k] for k in ("success", "score", "dimensions")},
+        "quality": {
+            k: checked["quality"][k]
+            for k in ("success", "score", "dimensions", "indicators")
+            if k in checked["quality"]
+        },
         "lineage": {"source": collected["source"], "source_sha256": collected["source_sha256"], "run_id": ctx.run_id},
     }
     exchange.root.mkdir(parents=True, exist_ok=True)
@@ -544,6 +552,7 @@ def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
         location=str(stored.path),
         watermark=collected.get("watermark"),
     )
+    scorecard.record_publication(store, ctx.reports, s.id, ctx.run_id, number, "published")
     return ctx.write_step(
         "publish",
         {
@@ -594,6 +603,9 @@ def run(
         if progress:
             progress(name, "done")
     report = build_report(ctx, started=started, status=status)
+    from pipelines import site  # the reports site: this run's Data Docs, the scorecard pages (best effort)
+
+    site.after_run(ctx.workspace, ctx.spec, ctx.run_id)
     return report
 
 
@@ -663,7 +675,7 @@ def build_report(ctx: RunContext, *, started: str, status: str) -> dict[str, Any
         "version": published["version"] if published else None,
         "version_rows": published.get("rows") if published else None,
         "content_sha256": published.get("content_sha256") if published else None,
-        "quality": checked["quality"],
+        "quality": scorecard.with_final_scorecard(checked["quality"], ctx.reports),
         "problems": cleansed["problems"],
         "outputs": {
             "landing": str(ctx.landing),

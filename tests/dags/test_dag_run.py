@@ -41,6 +41,10 @@ def test_sample_dag_publishes_a_version(
     assert published["version"] == 1
     assert published["rows"] == 5  # the sample CSV's five enterprises
     assert Path(published["uri"]).is_dir()
+    # the publish task brought the offline reports site up to date with this run
+    datadocs = (home / "reports" / "_site" / "datadocs" / "index.html").read_text(encoding="utf-8")
+    assert DATASET in datadocs
+    assert (home / "reports" / "_site" / "index.html").is_file()
 
     with create_session() as session:
         events = session.scalars(select(AssetEvent).where(AssetEvent.source_dag_id == dag.dag_id)).all()
