@@ -27,7 +27,13 @@ import duckdb
 import pytest
 from openpyxl import load_workbook
 
-from pipelines.identifiers import is_valid_resident_id, is_valid_uscc, resident_id_check_char
+from pipelines import divisions
+from pipelines.identifiers import (
+    is_valid_resident_id,
+    is_valid_uscc,
+    resident_id_birth_and_sex,
+    resident_id_check_char,
+)
 from pipelines.spec import DUCKDB_TYPES, DatasetSpec, find_specs, load_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -425,10 +431,28 @@ def _code_map(spec: DatasetSpec, column: str) -> dict[str, str] | None:
     return None
 
 
+def _record_agrees(row: dict[str, Any], kw: dict[str, Any], today: dt.date) -> bool:
+    """The birth date and sex in a valid resident ID agree with the row (invalid or NULL IDs: not judged)."""
+    facts = resident_id_birth_and_sex(row[kw["column"]], today=today, allow_15=kw.get("allow_15", True))
+    if facts is None:
+        return True
+    born, male = facts
+    birth = row.get(kw["birth_date_column"]) if kw.get("birth_date_column") else None
+    if birth is not None and birth.isoformat()[:10] != born:
+        return False
+    sex = row.get(kw["sex_column"]) if kw.get("sex_column") else None
+    values = kw.get("sex_values") or {"male": ["男", "1", "M"], "female": ["女", "2", "F"]}
+    return sex is None or (sex in values["male"]) == male or (sex not in values["male"] + values["female"])
+
+
 def _row_failures(spec: DatasetSpec, suite: dict[str, Any], row: dict[str, Any], today: dt.date) -> list[str]:
     failed = []
     for exp in suite["expectations"]:
         kind, kw = exp["type"], exp["kwargs"]
+        if kind == "expect_cn_resident_id_to_match_birth_date_and_sex":
+            if not _record_agrees(row, kw, today):
+                failed.append(f"{kind}:{kw['column']}")
+            continue
         if not kind.startswith("expect_column_value") or kind == "expect_column_values_to_be_unique":
             continue
         value = row[kw["column"]]
@@ -439,7 +463,8 @@ def _row_failures(spec: DatasetSpec, suite: dict[str, Any], row: dict[str, Any],
         elif kind == "expect_column_values_to_be_valid_uscc":
             bad = not is_valid_uscc(value)
         elif kind == "expect_column_values_to_be_valid_cn_resident_id":
-            bad = not is_valid_resident_id(value, today=today, allow_15=kw.get("allow_15", False))
+            areas = divisions.codes(kw["area_table"]) if kw.get("area_table") else None
+            bad = not is_valid_resident_id(value, today=today, allow_15=kw.get("allow_15", False), area_codes=areas)
         elif kind == "expect_column_values_to_match_regex":
             bad = re.search(kw["regex"], value) is None
         elif kind == "expect_column_values_to_be_in_set":
