@@ -11,15 +11,17 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.cli_common import EXIT_HELD, EXIT_OK, HomeOpt, err, out
+from pipelines.cli_common import fail as _fail
+from pipelines.cli_common import user_errors as _user_errors
 from pipelines.cli_quarantine import quarantine_app
 from pipelines.cli_report import report_app
 from pipelines.errors import GovdataError
@@ -35,35 +37,6 @@ catalog_app = typer.Typer(help="The government data resource catalog (政务数�
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(report_app, name="report")
 app.add_typer(quarantine_app, name="quarantine")
-
-out = Console()
-err = Console(stderr=True)
-
-EXIT_OK, EXIT_ERROR, EXIT_HELD = 0, 1, 2
-
-HomeOpt = Annotated[
-    Path | None, typer.Option("--home", help="Workspace folder (default: $GOVDATA_HOME or ./var).", show_default=False)
-]
-
-
-def _fail(exc: BaseException) -> NoReturn:
-    message = exc.message if isinstance(exc, GovdataError) else str(exc)
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
-    hint = getattr(exc, "hint", None)
-    if hint:
-        err.print(f"[yellow]→[/] {hint}", highlight=False, soft_wrap=True)
-    raise typer.Exit(EXIT_ERROR)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn govdata's own errors (and file-system refusals) into a message and exit code 1."""
-    try:
-        yield
-    except GovdataError as exc:
-        _fail(exc)
-    except (PermissionError, FileNotFoundError, IsADirectoryError) as exc:
-        _fail(exc)
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -7,38 +7,24 @@ inside the commands, so ``govdata --help`` stays fast.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from pipelines.cli_common import HomeOpt, err, out
+from pipelines.cli_common import user_errors as _user_errors
 
 quarantine_app = typer.Typer(
     help="Quarantined rows (隔离区): list, show, export for correction, resubmit corrected rows.",
     no_args_is_help=True,
 )
 
-out = Console()
-err = Console(stderr=True)
-
-HomeOpt = Annotated[
-    Path | None, typer.Option("--home", help="Workspace folder (default: $GOVDATA_HOME or ./var).", show_default=False)
-]
 RunOpt = Annotated[
     str | None,
     typer.Option("--run", help="Run id (default: the newest run with rows still to correct).", show_default=False),
 ]
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    from pipelines.cli import _user_errors as errors  # the CLI's one way of printing errors
-
-    with errors():
-        yield
 
 
 def _workspace(home: Path | None) -> Any:
@@ -246,7 +232,8 @@ def resubmit(
 ) -> None:
     """Send corrected rows back through cleanse and the gate into a new version. Exit 0 done, 2 held, 1 error."""
     from pipelines import quarantine as q
-    from pipelines.cli import EXIT_HELD, _progress
+    from pipelines.cli import _progress
+    from pipelines.cli_common import EXIT_HELD
 
     with _user_errors():
         progress, stop = _progress(err)

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from pipelines.cli_common import HomeOpt, out
+from pipelines.cli_common import fail as _fail
+from pipelines.cli_common import user_errors as _user_errors
 from pipelines.errors import GovdataError
 
 report_app = typer.Typer(
@@ -25,12 +26,6 @@ report_app = typer.Typer(
     no_args_is_help=True,
 )
 
-out = Console()
-err = Console(stderr=True)
-
-HomeOpt = Annotated[
-    Path | None, typer.Option("--home", help="Workspace folder (default: $GOVDATA_HOME or ./var).", show_default=False)
-]
 DatasetOpt = Annotated[str | None, typer.Option("--dataset", help="Only this dataset (id).", show_default=False)]
 DepartmentOpt = Annotated[
     str | None,
@@ -42,25 +37,6 @@ SPARKS = "▁▂▃▄▅▆▇█"
 class ExportFormat(StrEnum):
     xlsx = "xlsx"
     csv = "csv"
-
-
-def _fail(exc: BaseException) -> NoReturn:
-    message = exc.message if isinstance(exc, GovdataError) else str(exc)
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
-    hint = getattr(exc, "hint", None)
-    if hint:
-        err.print(f"[yellow]→[/] {hint}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    try:
-        yield
-    except GovdataError as exc:
-        _fail(exc)
-    except (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-        _fail(exc)
 
 
 def _store(home: Path | None) -> Any:
