@@ -5,7 +5,7 @@ UV := .uv/bin/uv
 BIN := .venv/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint format bench clean
+.PHONY: help demo test lint format bench bench-quality clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-8s\033[0m %s\n", $$1, $$2}'
@@ -36,6 +36,10 @@ format: $(UV) ## Apply ruff's formatting and safe fixes
 bench: $(UV) ## Run the benchmarks (several minutes; writes bench/results/)
 	$(UV) sync --frozen --quiet
 	$(BIN)/python bench/run.py
+
+bench-quality: $(UV) ## Benchmark the quality step on 10M rows against one SQL pass and GX on pandas (~15 min)
+	$(UV) sync --frozen --quiet
+	$(BIN)/python bench/quality_run.py
 
 clean: ## Remove the workspace (var/) and caches
 	rm -rf var .pytest_cache .ruff_cache .mypy_cache
