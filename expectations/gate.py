@@ -44,6 +44,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -496,6 +497,8 @@ def _collect_rows(
     target.unlink(missing_ok=True)
     con.execute(f"CREATE OR REPLACE TEMP TABLE failures ({row} BIGINT, expectation VARCHAR)")
     quarantined: list[int] = []
+    queries: dict[str, str] = {}  # expectation name -> GX's row query
+    outcome_names = [o.name for o in outcomes]
     samples: dict[int, dict[str, Any]] = {}
     for index, (entry, outcome, evr) in enumerate(zip(entries, outcomes, evrs, strict=True)):
         if outcome.success or outcome.unexpected_count <= 0 or entry["type"] not in MAP_TYPES:
@@ -514,24 +517,18 @@ def _collect_rows(
                 f"{suite_path}: GX returned no row query for {outcome.name}",
                 hint="this expectation cannot quarantine rows; set meta.govdata.on_failure to 'block'",
             )
-        try:
-            began = time.perf_counter()
-            con.execute(f"INSERT INTO failures SELECT CAST(q.{row} AS BIGINT), {lit(outcome.name)} FROM ({query}) AS q")
-            logger.debug("rows of %s listed in %.2f s", outcome.name, time.perf_counter() - began)
-        except duckdb.Error as exc:
-            raise TerminalError(
-                f"{suite_path}: cannot list the failing rows of {outcome.name}: {exc}",
-                hint="set meta.govdata.on_failure to 'block' for this expectation and report the query",
-            ) from exc
         quarantined.append(index)
-        keys = _sample_keys(
-            con,
-            f"SELECT {row} FROM failures WHERE expectation = {lit(outcome.name)} ORDER BY 1 "
-            f"LIMIT {PARTIAL_UNEXPECTED_COUNT}",
-        )
-        samples[index] = _sample(con, keys, columns, row_column)
+        queries[outcome.name] = query
     if not quarantined:
         return None, samples
+    _list_failing_rows(con, queries, row_column, suite_path)
+    for index in quarantined:
+        keys = _sample_keys(
+            con,
+            f"SELECT {row} FROM failures WHERE expectation = {lit(outcome_names[index])} ORDER BY 1 "
+            f"LIMIT {PARTIAL_UNEXPECTED_COUNT}",
+        )
+        samples[index] = _sample(con, keys, [c for _, c in referenced_columns(entries[index])], row_column)
     counts = dict(con.execute("SELECT expectation, count(*) FROM failures GROUP BY expectation").fetchall())
     for index in quarantined:
         outcome = outcomes[index]
@@ -549,6 +546,58 @@ def _collect_rows(
     )
     tmp.replace(target)
     return target, samples
+
+
+#: The shape of GX's ``unexpected_index_query`` on a SQL engine: the row key and the column(s)
+#: from the table, filtered by the expectation's row condition.
+_ROW_QUERY = re.compile(r"^SELECT\s+(?P<select>.+?)\s+FROM\s+(?P<source>\w+)\s+WHERE\s+(?P<where>.+)$", re.S)
+
+
+def _list_failing_rows(con: Any, queries: dict[str, str], row_column: str, suite_path: Path) -> None:
+    """Insert (row key, expectation) for every failing row of every failed row-level expectation.
+
+    GX's row queries all read the staged view with a WHERE condition; rather than scanning the
+    data once per expectation, one query evaluates every condition once per row (a row that
+    fails several expectations is listed once for each). A query of another shape, or a combined
+    query DuckDB refuses, is run on its own. The caller compares the listed counts with GX's.
+    """
+    row = ident(row_column)
+    combined: dict[str, str] = {}
+    alone: dict[str, str] = {}
+    for name, query in queries.items():
+        shape = _ROW_QUERY.match(query)
+        selected = shape["select"].split(",", 1)[0].strip() if shape else ""
+        if shape and shape["source"] == STAGED_VIEW and selected in (row_column, row):
+            combined[name] = shape["where"]
+        else:
+            alone[name] = query
+    if len(combined) > 1:
+        began = time.perf_counter()
+        flags = ", ".join(f"CASE WHEN ({where}) THEN {lit(name)} END" for name, where in combined.items())
+        anywhere = " OR ".join(f"({where})" for where in combined.values())
+        try:
+            con.execute(
+                f"INSERT INTO failures SELECT CAST({row} AS BIGINT), expectation FROM (SELECT {row}, "
+                f"unnest([{flags}]) AS expectation FROM {STAGED_VIEW} WHERE {anywhere}) WHERE expectation IS NOT NULL"
+            )
+            logger.debug(
+                "rows of %d expectations listed in one pass, %.2f s", len(combined), time.perf_counter() - began
+            )
+        except duckdb.Error as exc:
+            logger.debug("listing the failing rows in one pass failed (%s); one query per expectation", exc)
+            alone.update({name: queries[name] for name in combined})
+    else:
+        alone.update({name: queries[name] for name in combined})
+    for name, query in alone.items():
+        try:
+            began = time.perf_counter()
+            con.execute(f"INSERT INTO failures SELECT CAST(q.{row} AS BIGINT), {lit(name)} FROM ({query}) AS q")
+            logger.debug("rows of %s listed in %.2f s", name, time.perf_counter() - began)
+        except duckdb.Error as exc:
+            raise TerminalError(
+                f"{suite_path}: cannot list the failing rows of {name}: {exc}",
+                hint="set meta.govdata.on_failure to 'block' for this expectation and report the query",
+            ) from exc
 
 
 def _sample_keys(con: Any, query: str) -> list[int]:

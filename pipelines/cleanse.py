@@ -384,6 +384,7 @@ def cleanse(spec: DatasetSpec, landed: Path, staging_dir: Path, *, where: str) -
             con,
             f"SELECT {names} FROM c WHERE len({REASONS}) = 0 AND {FILTER} IS NULL AND {KEPT_ROW} IS NULL",
             staged_path,
+            compression="lz4_raw",  # an intermediate the gate scans once per expectation: cheap to read
         )
         out: dict[str, Path | None] = {}
         for key, cond, extra, file in (

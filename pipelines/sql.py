@@ -44,7 +44,8 @@ def connect(temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
 def copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, target: Path, *, compression: str = "zstd") -> None:
     """Write ``query``'s result to ``target`` as Parquet, replacing it atomically.
 
-    zstd by default (the files are kept); a file read once and deleted is better written with
+    zstd by default (published and landed files are kept and shipped); intermediates that are
+    read back soon (the cleanse's classified and staged rows) are better written with
     ``lz4_raw``, which costs a fraction of zstd's CPU time to write and read.
     """
     tmp = target.with_name(target.name + ".tmp")

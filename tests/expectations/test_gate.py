@@ -721,3 +721,49 @@ def test_importing_the_package_registers_the_custom_expectations_with_gx() -> No
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+# --- listing the failing rows in one pass --------------------------------------------------------
+
+
+def _listing_db() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(
+        f"CREATE VIEW {gate.STAGED_VIEW} AS SELECT i AS _govdata_row, "
+        "CASE WHEN i % 7 = 0 THEN NULL ELSE i END AS a, CASE WHEN i % 5 = 0 THEN 'x' ELSE 'y' END AS b "
+        "FROM range(1, 1001) t(i)"
+    )
+    con.execute("CREATE TEMP TABLE failures (_govdata_row BIGINT, expectation VARCHAR)")
+    return con
+
+
+def test_failing_rows_of_several_expectations_are_listed_in_one_pass_exactly(tmp_path: Path) -> None:
+    queries = {
+        "a_not_null": "SELECT _govdata_row, a \nFROM staged \nWHERE a IS NULL",
+        "b_in_set": "SELECT _govdata_row, b \nFROM staged \nWHERE b IS NOT NULL AND (b NOT IN ('y'))",
+        "a_between": "SELECT _govdata_row, a \nFROM staged \nWHERE a IS NOT NULL AND NOT (a >= 1 AND a <= 900)",
+        # another shape (a sub-query): run on its own
+        "odd": "SELECT s._govdata_row FROM (SELECT * FROM staged) s WHERE s._govdata_row % 2 = 1 AND s.b = 'x'",
+    }
+    con = _listing_db()
+    gate._list_failing_rows(con, queries, "_govdata_row", tmp_path / "suite.json")
+    listed = con.execute("SELECT expectation, list(_govdata_row ORDER BY _govdata_row) FROM failures GROUP BY 1").fetchall()
+    separately = {
+        name: [r[0] for r in con.execute(f"SELECT q._govdata_row FROM ({q}) q ORDER BY 1").fetchall()]
+        for name, q in queries.items()
+    }
+    assert dict(listed) == separately
+    assert len(separately["a_not_null"]) == 142
+    assert len(separately["a_between"]) == 86  # 901..1000 without the multiples of 7 (NULL)
+    assert 35 in separately["a_not_null"] and 35 in separately["b_in_set"]  # one row, two expectations
+
+
+def test_a_condition_the_one_pass_cannot_take_falls_back_and_names_the_expectation(tmp_path: Path) -> None:
+    queries = {
+        "a_not_null": "SELECT _govdata_row, a \nFROM staged \nWHERE a IS NULL",
+        "broken": "SELECT _govdata_row, a \nFROM staged \nWHERE no_such_column > 1",
+    }
+    con = _listing_db()
+    with pytest.raises(TerminalError, match="cannot list the failing rows of broken"):
+        gate._list_failing_rows(con, queries, "_govdata_row", tmp_path / "suite.json")
+    assert con.execute("SELECT count(*) FROM failures WHERE expectation = 'a_not_null'").fetchone() == (142,)
