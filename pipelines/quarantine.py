@@ -158,19 +158,25 @@ def build(
                 f"SELECT {ident(ROW_COLUMN)}, 'collect' AS {STAGE}, [{reason}] AS {REASONS}, {raw} AS {RAW}, "
                 f"{', '.join(nulls)} FROM read_parquet({path_lit(rejects)})"
             )
+        # The rows quarantined after collection (cast failures, gate failures) are joined with the
+        # landing once, whatever their cause: one scan of the landed rows, not one per cause.
+        keyed = []
         cast_failed = staging / cleanse_mod.CAST_FAILED_FILE
         if cast_failed.is_file():
-            parts.append(
-                f"SELECT l.{ident(ROW_COLUMN)}, 'cleanse' AS {STAGE}, {guarded.format('c.' + cleanse_mod.REASONS)} "
-                f"AS {REASONS}, NULL::VARCHAR AS {RAW}, {', '.join(values)} FROM read_parquet({path_lit(cast_failed)}) c "
-                f"JOIN landing l USING ({ident(ROW_COLUMN)})"
+            keyed.append(
+                f"SELECT {ident(ROW_COLUMN)}, 'cleanse' AS {STAGE}, {cleanse_mod.REASONS} AS _reasons "
+                f"FROM read_parquet({path_lit(cast_failed)})"
             )
         if failures is not None:
+            keyed.append(
+                f"SELECT {ident(ROW_COLUMN)}, 'quality' AS {STAGE}, list(expectation ORDER BY expectation) AS _reasons "
+                f"FROM read_parquet({path_lit(failures)}) GROUP BY 1"
+            )
+        if keyed:
             parts.append(
-                f"SELECT l.{ident(ROW_COLUMN)}, 'quality' AS {STAGE}, {guarded.format('f.reasons')} AS {REASONS}, "
-                f"NULL::VARCHAR AS {RAW}, "
-                f"{', '.join(values)} FROM (SELECT {ident(ROW_COLUMN)}, list(expectation ORDER BY expectation) AS "
-                f"reasons FROM read_parquet({path_lit(failures)}) GROUP BY 1) f JOIN landing l USING ({ident(ROW_COLUMN)})"
+                f"SELECT l.{ident(ROW_COLUMN)}, k.{STAGE}, {guarded.format('k._reasons')} AS {REASONS}, "
+                f"NULL::VARCHAR AS {RAW}, {', '.join(values)} FROM ({' UNION ALL '.join(keyed)}) k "
+                f"JOIN landing l USING ({ident(ROW_COLUMN)})"
             )
         out = target / QUARANTINE_FILE
         info = target / INFO_FILE

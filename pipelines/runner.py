@@ -15,6 +15,7 @@ import logging
 import shutil
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -444,11 +445,14 @@ def catalog(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
             for c in s.columns
         )
         copy_to_parquet(con, f"SELECT {canonical} FROM ({query})", candidate)
-        rows, fingerprint = _fingerprint(con, candidate, s)
+        # The file's sha256 (hashlib releases the GIL) while DuckDB computes the fingerprint.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            hashing = pool.submit(sha256_file, candidate)
+            rows, fingerprint = _fingerprint(con, candidate, s)
+            digest = hashing.result()
     finally:
         con.close()
         shutil.rmtree(ctx.staging / ".spill", ignore_errors=True)
-    digest = sha256_file(candidate)
     unchanged = latest is not None and latest.fingerprint == fingerprint
     return ctx.write_step(
         "catalog",
