@@ -1,4 +1,10 @@
-"""The catalog's tables: departments, entries (13 core elements), data items, versions, runs, scorecards."""
+"""The platform database's tables.
+
+Catalog: departments, users, classification trees, entries (13 core elements), data items,
+versions with their lineage and schema changes, lifecycle transitions; the pipeline's runs and
+scorecards; the append-only audit log. Alembic migrations in ``catalog/migrations`` create
+them (never ``create_all``): a change here needs a new migration (see CONTRIBUTING).
+"""
 
 from __future__ import annotations
 
@@ -36,6 +42,35 @@ class Department(Base):
 
     uscc: Mapped[str] = mapped_column(String(18), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    region: Mapped[str | None] = mapped_column(String(6))  # GB/T 2260 code
+    level: Mapped[str] = mapped_column(String(4), default="市")  # 市 or 区
+
+
+class User(Base):
+    """A person acting on the catalog: department staff, department admin, city admin or auditor."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # login name
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))  # see catalog.lifecycle.Role
+    department_uscc: Mapped[str | None] = mapped_column(ForeignKey("departments.uscc"))  # None: city-level
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    department: Mapped[Department | None] = relationship()
+
+
+class ClassificationNode(Base):
+    """One node of a classification tree: 类 (the axis), 项, 目 or 细目, keyed by its code prefix."""
+
+    __tablename__ = "classification_nodes"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)  # e.g. "1", "101", "101030"
+    axis: Mapped[str] = mapped_column(String(8), index=True)  # 基础 主题 部门
+    level: Mapped[int] = mapped_column(Integer)  # 1 类, 2 项, 3 目, 4 细目
+    name: Mapped[str] = mapped_column(String(200))
+    parent_code: Mapped[str | None] = mapped_column(ForeignKey("classification_nodes.code"))
 
 
 class Entry(Base):
@@ -60,7 +95,15 @@ class Entry(Base):
     update_cycle: Mapped[str] = mapped_column(String(8))  # 11 更新周期
     publish_date: Mapped[dt.date | None] = mapped_column(Date)  # 12 发布日期
     related_resources: Mapped[list[Any]] = mapped_column(default=list)  # 13 关联资源代码
-    status: Mapped[str] = mapped_column(String(16), default="draft")
+    classification_code: Mapped[str] = mapped_column(String(32), index=True)  # the code before the "/"
+    format_other: Mapped[str | None] = mapped_column(Text)  # 其他类型资源格式描述
+    share_method_type: Mapped[str | None] = mapped_column(String(64))  # 共享方式类型
+    open_theme: Mapped[str | None] = mapped_column(String(100))  # 开放主题分类
+    related_business: Mapped[str | None] = mapped_column(Text)  # 关联业务事项
+    sub_organisation: Mapped[str | None] = mapped_column(String(200))  # 下设机构
+    status: Mapped[str] = mapped_column(String(24), default="draft", index=True)  # see catalog.lifecycle.Status
+    status_changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    origin: Mapped[str] = mapped_column(String(16), default="spec")  # spec (a pipeline) or import (a spreadsheet)
     source: Mapped[str] = mapped_column(Text, default="")  # lineage: the source system, described
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -70,6 +113,9 @@ class Entry(Base):
         back_populates="entry", cascade="all, delete-orphan", order_by="DataItem.position"
     )
     versions: Mapped[list[Version]] = relationship(back_populates="entry", order_by="Version.number")
+    transitions: Mapped[list[Transition]] = relationship(
+        back_populates="entry", order_by="Transition.id", cascade="all, delete-orphan"
+    )
 
 
 class DataItem(Base):
@@ -86,6 +132,11 @@ class DataItem(Base):
     primary_key: Mapped[bool] = mapped_column(Boolean, default=False)
     nullable: Mapped[bool] = mapped_column(Boolean, default=True)
     sensitive: Mapped[bool] = mapped_column(Boolean, default=False)
+    sensitive_level: Mapped[str | None] = mapped_column(String(4))  # L1 … L4
+    share_type: Mapped[str | None] = mapped_column(String(16))  # item-level; None: the resource's
+    masking_rule: Mapped[str | None] = mapped_column(String(16))  # pipelines.masking.MaskRule
+    code_set: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
 
     entry: Mapped[Entry] = relationship(back_populates="items")
 
@@ -108,9 +159,65 @@ class Version(Base):
     lineage: Mapped[dict[str, Any]] = mapped_column()
     location: Mapped[str] = mapped_column(Text)
     watermark: Mapped[str | None] = mapped_column(String(64))
+    source_system: Mapped[str | None] = mapped_column(Text)  # lineage: where the rows came from
+    upstream: Mapped[list[Any]] = mapped_column(default=list)  # lineage: resource codes read by the run
+    schema_change: Mapped[dict[str, Any] | None] = mapped_column()  # vs the previous version; see catalog.schema
     published_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     entry: Mapped[Entry] = relationship(back_populates="versions")
+
+
+class Transition(Base):
+    """One lifecycle step of an entry: who did what, when, from which status to which, and why."""
+
+    __tablename__ = "catalog_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entry_id: Mapped[str] = mapped_column(ForeignKey("catalog_entries.id"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str] = mapped_column(String(24))
+    to_status: Mapped[str] = mapped_column(String(24))
+    actor: Mapped[str] = mapped_column(String(64))  # user id
+    role: Mapped[str] = mapped_column(String(16))
+    opinion: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    entry: Mapped[Entry] = relationship(back_populates="transitions")
+
+
+class SchemaChange(Base):
+    """A breaking schema change waiting for (or given) its approval before it may be published."""
+
+    __tablename__ = "schema_changes"
+    __table_args__ = (UniqueConstraint("entry_id", "schema_sha256"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entry_id: Mapped[str] = mapped_column(ForeignKey("catalog_entries.id"), index=True)
+    from_version: Mapped[int] = mapped_column(Integer)
+    schema_sha256: Mapped[str] = mapped_column(String(64))  # the new schema's identity
+    kind: Mapped[str] = mapped_column(String(16))  # compatible or breaking
+    changes: Mapped[list[Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending approved rejected
+    requested_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    opinion: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int | None] = mapped_column(Integer)  # the version that published it
+
+
+class AuditEvent(Base):
+    """The append-only audit log; each entry's hash covers its content and the previous hash."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    subject: Mapped[str] = mapped_column(String(200), index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column()
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
 class Run(Base):

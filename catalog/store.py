@@ -8,18 +8,94 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from catalog.models import Base, DataItem, Department, Entry, Run, Scorecard, Version
-from pipelines.errors import SpecError, TransientError
+from catalog.classification import ResourceCodeError, tree_nodes
+from catalog.models import ClassificationNode, DataItem, Department, Entry, Run, Scorecard, Version
+from pipelines.errors import SpecError, TerminalError, TransientError
 from pipelines.spec import DatasetSpec
 
 _ENGINES: dict[str, Engine] = {}
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: The revision the platform database had before Alembic managed it (tables made by ``create_all``).
+_BASELINE = "0001"
+_LOCK_KEY = 7_106_712  # PostgreSQL advisory lock held while migrating
 
 
-def _engine(url: str) -> Engine:
+def _alembic_config(connection: Connection) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(target: Engine | str, revision: str = "head") -> None:
+    """Upgrade (or, with an older ``revision``, downgrade) the platform database to ``revision``.
+
+    A database made before migrations existed (the first tables, no ``alembic_version``) is
+    stamped with the baseline first. On PostgreSQL an advisory lock makes concurrent starts wait
+    for one another.
+    """
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    engine = _engine(target, migrate_to=None) if isinstance(target, str) else target
+    try:
+        with engine.connect() as outer:
+            sqlite = outer.dialect.name == "sqlite"
+            if sqlite:  # batch mode copies tables: foreign keys are checked after, not during
+                outer.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            try:
+                with outer.begin():
+                    if outer.dialect.name == "postgresql":
+                        outer.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+                    current = MigrationContext.configure(outer).get_current_revision()
+                    if current is None and inspect(outer).has_table("catalog_entries"):
+                        command.stamp(_alembic_config(outer), _BASELINE)
+                        current = _BASELINE
+                    config = _alembic_config(outer)
+                    script = ScriptDirectory.from_config(config)
+                    if revision == "head" and current == script.get_current_head():
+                        return
+                    below = set()
+                    if current is not None:
+                        below = {r.revision for r in script.iterate_revisions(current, "base")} - {current}
+                    step = (
+                        command.downgrade if revision in below or (revision == "base" and current) else command.upgrade
+                    )
+                    step(config, revision)
+                    if sqlite and outer.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                        raise TerminalError(
+                            f"migrating the catalog database to {revision} broke a foreign key",
+                            hint="restore the database from its backup and report this as a govdata bug",
+                        )
+            finally:
+                if sqlite:
+                    outer.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+    finally:
+        if isinstance(target, str):
+            engine.dispose()
+
+
+def current_revision(target: Engine | str) -> str | None:
+    """The database's migration revision (None: empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = _engine(target, migrate_to=None) if isinstance(target, str) else target
+    try:
+        with engine.connect() as con:
+            return MigrationContext.configure(con).get_current_revision()
+    finally:
+        if isinstance(target, str):
+            engine.dispose()
+
+
+def _engine(url: str, *, migrate_to: str | None = "head") -> Engine:
     engine = _ENGINES.get(url)
     if engine is None:
         if url.startswith("sqlite:///"):
@@ -35,14 +111,15 @@ def _engine(url: str) -> Engine:
                 cur.execute("PRAGMA busy_timeout=10000")
                 cur.close()
 
-        try:
-            Base.metadata.create_all(engine)
-        except OperationalError as exc:
-            raise TransientError(
-                f"catalog database {engine.url.render_as_string(hide_password=True)} is not reachable: {exc.orig}",
-                hint="check GOVDATA_CATALOG_URL and that the database server is running",
-            ) from exc
-        _ENGINES[url] = engine
+        if migrate_to is not None:
+            try:
+                migrate(engine, migrate_to)
+            except OperationalError as exc:
+                raise TransientError(
+                    f"catalog database {engine.url.render_as_string(hide_password=True)} is not reachable: {exc.orig}",
+                    hint="check GOVDATA_CATALOG_URL and that the database server is running",
+                ) from exc
+            _ENGINES[url] = engine
     return engine
 
 
@@ -70,6 +147,10 @@ class CatalogStore:
                 dept = Department(uscc=spec.department.uscc, name=spec.department.name)
                 s.add(dept)
             dept.name = spec.department.name
+            dept.level = spec.department.level
+            if spec.department.region:
+                dept.region = spec.department.region
+            self._grow_tree(s, spec, meta.classification.axis.value, list(meta.classification.path))
             clash = s.scalar(select(Entry).where(Entry.resource_code == meta.resource_code, Entry.id != spec.id))
             if clash is not None:
                 raise SpecError(
@@ -97,6 +178,13 @@ class CatalogStore:
             if meta.publish_date is not None:
                 entry.publish_date = meta.publish_date
             entry.related_resources = list(meta.related_resources)
+            entry.classification_code = meta.resource_code.split("/", 1)[0]
+            entry.format_other = meta.format.other
+            entry.share_method_type = meta.sharing.method_type
+            entry.open_theme = meta.open.theme
+            entry.related_business = meta.related_business
+            entry.sub_organisation = meta.sub_organisation
+            entry.origin = "spec"
             entry.source = source
             entry.items = [
                 DataItem(
@@ -108,11 +196,42 @@ class CatalogStore:
                     primary_key=c.primary_key,
                     nullable=c.nullable,
                     sensitive=c.sensitive,
+                    sensitive_level=c.sensitive_level,
+                    share_type=c.share_type.value if c.share_type else None,
+                    masking_rule=c.masking,
+                    code_set=c.code_set,
+                    description=c.description,
                 )
                 for i, c in enumerate(spec.columns, start=1)
             ]
             s.flush()
             return entry
+
+    @staticmethod
+    def _grow_tree(s: Session, spec: DatasetSpec, axis: str, labels: list[str]) -> None:
+        """Add the entry's classification nodes; refuse a code that the tree already names otherwise."""
+        try:
+            nodes = tree_nodes(axis, spec.catalog.resource_code, labels)
+        except ResourceCodeError as exc:
+            raise SpecError(
+                f"{spec.path or spec.id}: catalog.classification: {exc}",
+                hint="make catalog.classification.path name the 项/目/细目 of catalog.resource_code",
+            ) from None
+        for node in nodes:
+            found = s.get(ClassificationNode, node.code)
+            if found is None:
+                s.add(
+                    ClassificationNode(
+                        code=node.code, axis=node.axis.value, level=node.level, name=node.name, parent_code=node.parent
+                    )
+                )
+                s.flush()
+            elif found.name != node.name and node.level > 1:
+                raise SpecError(
+                    f"{spec.path or spec.id}: classification code {node.code} is {found.name!r} in the catalog, "
+                    f"not {node.name!r}",
+                    hint=f"use {found.name!r} in catalog.classification.path, or another code",
+                )
 
     def entries(self) -> list[Entry]:
         with self.session() as s:

@@ -92,6 +92,9 @@ class ClassificationAxis(StrEnum):
     DEPARTMENT = "部门"
 
 
+#: The masking rules of :class:`pipelines.masking.MaskRule` (kept here: masking imports the spec).
+MaskingRuleName = Literal["name", "mobile", "resident_id", "address", "partial", "redact", "hash"]
+
 ColumnType = Literal["string", "text", "integer", "float", "decimal", "money", "boolean", "date", "timestamp"]
 
 #: Catalog data-type code (信息项数据类型) for each column type.
@@ -129,6 +132,10 @@ class Department(_Closed):
 
     name: str = Field(min_length=2, description="Department name, e.g. 上海市市场监督管理局.")
     uscc: str = Field(description="The department's 统一社会信用代码, checksum-validated (提供方代码).")
+    region: str | None = Field(
+        default=None, pattern=r"^\d{6}$", description="GB/T 2260 code of the department's region, e.g. 310000."
+    )
+    level: Literal["市", "区"] = Field(default="市", description="Government level: 市 (city) or 区 (district).")
 
     @field_validator("uscc")
     @classmethod
@@ -158,6 +165,21 @@ class Column(_Closed):
     nullable: bool = Field(default=True, description="Whether an empty value is allowed.")
     sensitive: bool = Field(default=False, description="Personal or sensitive data: masked outside the gate.")
     description: str | None = Field(default=None, description="Free text about the data item.")
+    sensitive_level: Literal["L1", "L2", "L3", "L4"] | None = Field(
+        default=None, description="Sensitivity level of a sensitive item (L1 lowest … L4 highest)."
+    )
+    share_type: ShareType | None = Field(
+        default=None, description="Item-level share type when narrower than the resource's (e.g. 不予共享)."
+    )
+    masking: MaskingRuleName | None = Field(
+        default=None, description="Masking rule at delivery and in reports: name, mobile, resident_id, address, …"
+    )
+    code_set: str | None = Field(default=None, description="The code set (代码集) the values come from, e.g. GB/T 2261.1.")
+
+    @field_validator("share_type", mode="before")
+    @classmethod
+    def _share_alias(cls, value: object) -> object:
+        return SHARE_TYPE_ALIASES.get(value, value) if isinstance(value, str) else value
 
     @property
     def source_name(self) -> str:
@@ -241,7 +263,9 @@ class Classification(_Closed):
     """信息资源分类: axis plus the 类/项/目/细目 path."""
 
     axis: ClassificationAxis = Field(description="基础, 主题 or 部门.")
-    path: list[str] = Field(min_length=1, max_length=4, description="类/项/目/细目 labels.")
+    path: list[str] = Field(
+        min_length=1, max_length=3, description="项/目/细目 labels (the 类 is the axis: 1 基础, 2 主题, 3 部门)."
+    )
 
 
 class ResourceFormat(_Closed):
@@ -249,6 +273,7 @@ class ResourceFormat(_Closed):
 
     category: FormatCategory = Field(default=FormatCategory.DATABASE, description="Format category.")
     type: str = Field(default="Parquet", description="Format type, e.g. xlsx, MySQL, Parquet.")
+    other: str | None = Field(default=None, description="其他类型资源格式描述.")
 
 
 class Sharing(_Closed):
@@ -257,6 +282,7 @@ class Sharing(_Closed):
     type: ShareType = Field(description="无条件共享, 有条件共享 or 不予共享 (aliases 授权共享, 非共享).")
     condition: str | None = Field(default=None, description="共享条件 (conditional) or legal basis (not shared).")
     method: ShareMethod = Field(default=ShareMethod.FILE, description="共享方式: 数据库, 文件 or 接口.")
+    method_type: str | None = Field(default=None, description="共享方式类型, e.g. 库表交换, FTP, RESTful.")
 
     @field_validator("type", mode="before")
     @classmethod
@@ -276,9 +302,17 @@ class OpenData(_Closed):
 
     open: bool = Field(default=False, description="Open to the public.")
     condition: str | None = Field(default=None, description="开放条件.")
+    theme: str | None = Field(default=None, description="开放主题分类.")
 
 
 _RESOURCE_CODE = re.compile(r"^(\d)(\d{2})(\d{3})(\d*)/(\d+)$")
+
+#: The 类 digit of a resource code for each classification axis (2017 national cataloguing guide).
+AXIS_DIGITS: dict[ClassificationAxis, str] = {
+    ClassificationAxis.BASE: "1",
+    ClassificationAxis.THEME: "2",
+    ClassificationAxis.DEPARTMENT: "3",
+}
 
 
 class CatalogMeta(_Closed):
@@ -297,6 +331,8 @@ class CatalogMeta(_Closed):
     update_cycle: UpdateCycle = Field(description="11 更新周期.")
     publish_date: dt.date | None = Field(default=None, description="12 发布日期; default: first publication.")
     related_resources: list[str] = Field(default_factory=list, description="13 关联资源代码.")
+    related_business: str | None = Field(default=None, description="关联业务事项.")
+    sub_organisation: str | None = Field(default=None, description="下设机构 that holds the resource.")
 
     @field_validator("resource_code")
     @classmethod
@@ -314,6 +350,16 @@ class CatalogMeta(_Closed):
         for value in values:
             cls._code(value)
         return values
+
+    @model_validator(mode="after")
+    def _axis_digit(self) -> CatalogMeta:
+        digit = AXIS_DIGITS[self.classification.axis]
+        if not self.resource_code.startswith(digit):
+            raise ValueError(
+                f"resource code {self.resource_code} starts with {self.resource_code[0]}, but its 类 digit must be "
+                f"{digit} for the {self.classification.axis.value} axis (1 基础, 2 主题, 3 部门)"
+            )
+        return self
 
 
 class Publish(_Closed):

@@ -58,7 +58,7 @@ def spec_dict(dataset_id: str, **changes: Any) -> dict[str, Any]:
         "quality": {"suite": f"{dataset_id}.suite.json"},
         "catalog": {
             "classification": {"axis": "基础", "path": ["法人", "企业"]},
-            "resource_code": "201510001/000001",
+            "resource_code": "101510001/000001",
             "abstract": "测试用的样例企业名录。",
             "sharing": {"type": "无条件共享", "method": "文件"},
             "update_cycle": "每日",

@@ -139,10 +139,10 @@ def test_validate_and_catalog_commands(make_dataset: Callable[..., Path], worksp
     assert code == 0 and "sample_enterprises" in text
     assert invoke("run", str(spec))[0] == 0
     code, text = invoke("catalog", "list")
-    assert code == 0 and "201510001/000001" in text
+    assert code == 0 and "101510001/000001" in text
     code, shown = run_json("catalog", "show", "sample_enterprises")
     assert (
-        code == 0 and shown["elements"]["3 信息资源代码"] == "201510001/000001" and shown["versions"][0]["rows"] == 20
+        code == 0 and shown["elements"]["3 信息资源代码"] == "101510001/000001" and shown["versions"][0]["rows"] == 20
     )
     assert len(shown["elements"]) == 13
     code, text = invoke("catalog", "show", "sample_enterprise")

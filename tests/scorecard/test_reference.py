@@ -39,7 +39,7 @@ def dictionary(folder: Path, rows: list[tuple[str, str]] = DISTRICTS) -> Path:
     return write_dataset(
         folder,
         dataset="district_dictionary",
-        resource_code="201510001/000201",
+        resource_code="101510001/000201",
         department=DEPT_B,
         columns=[
             {"name": "code", "title": "行政区划代码", "primary_key": True, "nullable": False},
@@ -61,7 +61,7 @@ def stops(folder: Path, codes: list[str], reference: Any = REFERENCE, **govdata:
     return write_dataset(
         folder,
         dataset="bus_stops",
-        resource_code="201510001/000202",
+        resource_code="101510001/000202",
         columns=[
             {"name": "stop_id", "title": "站点编码", "primary_key": True, "nullable": False},
             {"name": "district_code", "title": "所属行政区划代码"},

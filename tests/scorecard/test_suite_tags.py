@@ -134,7 +134,7 @@ def test_govdata_validate_reports_a_bad_code_without_a_traceback(tmp_path: Path)
     spec_path = write_dataset(
         tmp_path,
         dataset="tagged",
-        resource_code="201510001/000101",
+        resource_code="101510001/000101",
         columns=[{"name": "code", "title": "代码", "primary_key": True, "nullable": False}],
         header=["code"],
         rows=[["1"]],

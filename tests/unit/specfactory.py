@@ -29,7 +29,7 @@ BASE: dict[str, Any] = {
     "cleanse": {"upper": ["uscc"]},
     "catalog": {
         "classification": {"axis": "基础", "path": ["法人", "企业"]},
-        "resource_code": "201510001/000001",
+        "resource_code": "101510001/000001",
         "abstract": "样例",
         "sharing": {"type": "无条件共享", "method": "文件"},
         "update_cycle": "每日",
