@@ -1,0 +1,140 @@
+"""``govdata catalog …``: the government data resource catalog (政务数据资源目录) from the command line."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from pipelines.cli_common import HomeOpt, out
+from pipelines.cli_common import user_errors as _user_errors
+from pipelines.errors import GovdataError
+
+catalog_app = typer.Typer(help="The government data resource catalog (政务数据资源目录).", no_args_is_help=True)
+
+
+@catalog_app.command("list")
+def catalog_list(home: HomeOpt = None) -> None:
+    """List the catalog entries with their latest version."""
+    from catalog.store import CatalogStore
+    from pipelines.workspace import Workspace
+
+    with _user_errors():
+        entries = CatalogStore(Workspace.from_env(home).catalog_url).entries()
+    table = Table(title="政务数据资源目录")
+    for col in ("id", "resource code", "name", "provider", "share type", "update cycle", "status", "version", "rows"):
+        table.add_column(col, no_wrap=col in ("id", "resource code", "version", "rows"))
+    for e in entries:
+        latest = e.versions[-1] if e.versions else None
+        table.add_row(
+            e.id,
+            e.resource_code,
+            e.name,
+            e.department.name,
+            e.share_type,
+            e.update_cycle,
+            e.status,
+            f"v{latest.number}" if latest else "-",
+            str(latest.row_count) if latest else "-",
+        )
+    out.print(table)
+
+
+@catalog_app.command("show")
+def catalog_show(
+    dataset: Annotated[str, typer.Argument(help="Dataset id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    home: HomeOpt = None,
+) -> None:
+    """Show one entry: the 13 core elements, its data items and versions."""
+    from catalog.store import CatalogStore
+    from pipelines.workspace import Workspace
+
+    with _user_errors():
+        store = CatalogStore(Workspace.from_env(home).catalog_url)
+        e = store.entry(dataset)
+        if e is None:
+            import difflib
+
+            known = [x.id for x in store.entries()]
+            near = difflib.get_close_matches(dataset, known, n=1)
+            raise GovdataError(
+                f"no catalog entry {dataset!r}",
+                hint=(f"did you mean {near[0]!r}? " if near else "") + "`govdata catalog list` shows the entries",
+            )
+    elements = {
+        "1 信息资源分类": f"{e.classification_axis}/" + "/".join(e.classification_path),
+        "2 信息资源名称": e.name,
+        "3 信息资源代码": e.resource_code,
+        "4 信息资源提供方": e.department.name,
+        "5 提供方代码": e.department_uscc,
+        "6 信息资源摘要": e.abstract,
+        "7 信息资源格式": f"{e.format_category} ({e.format_type})",
+        "8 信息项": [
+            {
+                "name": i.name,
+                "title": i.title,
+                "type": i.type_code,
+                "length": i.length,
+                "primary_key": i.primary_key,
+                "nullable": i.nullable,
+                "sensitive": i.sensitive,
+            }
+            for i in e.items
+        ],
+        "9 共享属性": {"type": e.share_type, "condition": e.share_condition, "method": e.share_method},
+        "10 开放属性": {"open": e.open_to_public, "condition": e.open_condition},
+        "11 更新周期": e.update_cycle,
+        "12 发布日期": e.publish_date.isoformat() if e.publish_date else None,
+        "13 关联资源代码": e.related_resources,
+    }
+    versions = [
+        {
+            "version": v.number,
+            "run_id": v.run_id,
+            "rows": v.row_count,
+            "sha256": v.content_sha256,
+            "quality_score": v.quality.get("score"),
+            "published_at": v.published_at.isoformat(),
+            "location": v.location,
+        }
+        for v in e.versions
+    ]
+    if as_json:
+        out.print_json(
+            json.dumps({"id": e.id, "status": e.status, "elements": elements, "versions": versions}, ensure_ascii=False)
+        )
+        return
+    table = Table(title=f"{e.name} ({e.id}) · {e.status}", show_header=False)
+    table.add_column("element", style="bold")
+    table.add_column("value")
+    for key, value in elements.items():
+        if key.startswith("8 "):
+            shown = "\n".join(
+                f"{i.title} {i.name} {i.type_code}{'' if i.length is None else f'({i.length})'}"
+                + (" PK" if i.primary_key else "")
+                + (" 敏感" if i.sensitive else "")
+                for i in e.items
+            )
+        elif isinstance(value, dict | list):
+            shown = json.dumps(value, ensure_ascii=False)
+        else:
+            shown = "" if value is None else str(value)
+        table.add_row(key, shown)
+    out.print(table)
+    vt = Table(title="versions")
+    for col in ("version", "run", "rows", "quality", "sha256", "published at"):
+        vt.add_column(col)
+    for v in versions:
+        score = v["quality_score"]
+        vt.add_row(
+            f"v{v['version']}",
+            str(v["run_id"]),
+            str(v["rows"]),
+            "-" if score is None else f"{score:.3f}",
+            str(v["sha256"])[:12],
+            str(v["published_at"]),
+        )
+    out.print(vt)
