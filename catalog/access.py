@@ -8,14 +8,17 @@ statuses is :mod:`catalog.lifecycle`.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, or_, true
+from sqlalchemy import ColumnElement, or_, select, true
+from sqlalchemy.orm import Session
 
-from catalog.models import Entry
+from catalog.models import Entry, User
+from pipelines.errors import SpecError
 
-__all__ = ["ANONYMOUS", "Role", "Status", "Viewer", "visibility_filter"]
+__all__ = ["ANONYMOUS", "OPERATOR", "Role", "Status", "Viewer", "viewer_for", "visibility_filter"]
 
 
 class Role(StrEnum):
@@ -84,3 +87,23 @@ def visibility_filter(viewer: Viewer) -> ColumnElement[bool]:
     if viewer.department:
         return or_(published, Entry.department_uscc == viewer.department)
     return published
+
+
+#: The local operator of the command line without ``--as``: whoever can open the database sees it all.
+OPERATOR = Viewer(user=None, role=Role.CITY_ADMIN, department=None)
+
+
+def viewer_for(session: Session, user_id: str | None) -> Viewer:
+    """The viewer for user ``user_id`` (``None``: :data:`OPERATOR`); an unknown or inactive user is a SpecError."""
+    if user_id is None:
+        return OPERATOR
+    user = session.get(User, user_id)
+    if user is None or not user.active:
+        known = sorted(session.scalars(select(User.id).where(User.active.is_(True))))
+        near = difflib.get_close_matches(user_id, known, n=1)
+        raise SpecError(
+            f"no active user {user_id!r} in the catalog",
+            hint=(f"did you mean {near[0]!r}? " if near else "")
+            + "`govdata catalog users list` shows the users; `govdata catalog users add` creates one",
+        )
+    return Viewer(user=user.id, role=Role(user.role), department=user.department_uscc)

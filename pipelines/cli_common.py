@@ -20,6 +20,15 @@ EXIT_OK, EXIT_ERROR, EXIT_HELD = 0, 1, 2
 HomeOpt = Annotated[
     Path | None, typer.Option("--home", help="Workspace folder (default: $GOVDATA_HOME or ./var).", show_default=False)
 ]
+ActorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        envvar="GOVDATA_USER",
+        help="Act as this catalog user (see `govdata catalog users list`); reads without it see everything.",
+        show_default=False,
+    ),
+]
 
 
 def fail(exc: BaseException) -> NoReturn:
