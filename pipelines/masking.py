@@ -224,8 +224,22 @@ def _sql_partial(t: str) -> str:
     )
 
 
+def _sql_let(value: str, name: str, body: str) -> str:
+    """``body`` with the lambda parameter ``name`` bound to ``value``: ``value`` is computed once per row.
+
+    DuckDB shares no repeated subexpression inside a CASE, and the normalised text is used
+    up to six times (``translate`` is DuckDB's slowest string function).
+    """
+    return f"list_transform([{value}], lambda {name}: {body})[1]"
+
+
 def _sql_compact(t: str) -> str:
-    return f"regexp_replace(translate({t}, {_sql_lit(_FULL)}, {_sql_lit(_HALF)}), {_sql_lit(_SEPARATORS_RE2)}, '', 'g')"
+    # translate only text with a non-ASCII character (bytes > characters): it is slow, and
+    # ASCII text has no full-width character to map.
+    halfwidth = (
+        f"CASE WHEN strlen({t}) = length({t}) THEN {t} ELSE translate({t}, {_sql_lit(_FULL)}, {_sql_lit(_HALF)}) END"
+    )
+    return f"regexp_replace({halfwidth}, {_sql_lit(_SEPARATORS_RE2)}, '', 'g')"
 
 
 def _sql_hmac(v: str, key: bytes) -> str:
@@ -258,17 +272,30 @@ def mask_sql(expr: str, rule: MaskRule | str, *, key: str | bytes | None = None)
             f"THEN substr({t}, 1, 2) || '**' ELSE substr({t}, 1, 1) || '**' END"
         )
     elif rule is MaskRule.MOBILE:
-        n = f"regexp_replace({_sql_compact(t)}, {_sql_lit(_MOBILE_PREFIX)}, '\\1')"
-        body = (
-            f"CASE WHEN regexp_matches({n}, {_sql_lit(_MOBILE)}) "
-            f"THEN substr({n}, 1, 3) || '****' || substr({n}, 8, 4) ELSE {_sql_partial(t)} END"
+        n, tt = "govdata_n", "govdata_t"
+        body = _sql_let(
+            t,
+            tt,
+            _sql_let(
+                f"regexp_replace({_sql_compact(tt)}, {_sql_lit(_MOBILE_PREFIX)}, '\\1')",
+                n,
+                f"CASE WHEN regexp_matches({n}, {_sql_lit(_MOBILE)}) "
+                f"THEN substr({n}, 1, 3) || '****' || substr({n}, 8, 4) ELSE {_sql_partial(tt)} END",
+            ),
         )
     elif rule is MaskRule.RESIDENT_ID:
-        n = f"upper({_sql_compact(t)})"
-        body = (
-            f"CASE WHEN regexp_matches({n}, {_sql_lit(_ID18)}) THEN substr({n}, 1, 6) || '********' || substr({n}, 15, 4) "
-            f"WHEN regexp_matches({n}, {_sql_lit(_ID15)}) THEN substr({n}, 1, 6) || '******' || substr({n}, 13, 3) "
-            f"ELSE {_sql_partial(t)} END"
+        n, tt = "govdata_n", "govdata_t"
+        body = _sql_let(
+            t,
+            tt,
+            _sql_let(
+                f"upper({_sql_compact(tt)})",
+                n,
+                f"CASE WHEN regexp_matches({n}, {_sql_lit(_ID18)}) "
+                f"THEN substr({n}, 1, 6) || '********' || substr({n}, 15, 4) "
+                f"WHEN regexp_matches({n}, {_sql_lit(_ID15)}) THEN substr({n}, 1, 6) || '******' || substr({n}, 13, 3) "
+                f"ELSE {_sql_partial(tt)} END",
+            ),
         )
     elif rule is MaskRule.ADDRESS:
         kept = f"regexp_extract({t}, {_sql_lit(ADDRESS_PATTERN)}, 1)"

@@ -133,7 +133,7 @@ def build(
     try:
         con.execute(f"CREATE VIEW landing AS {landing_sql(landing / DATA_FILE)}")
         present = {r[0] for r in con.execute("DESCRIBE landing").fetchall()}
-        values, nulls, guard = [], [], "r"
+        values, nulls, guard, clears = [], [], "r", []
         for c in spec.columns:
             nulls.append(f"NULL::VARCHAR AS {ident(c.name)}")
             if c.source_name not in present:
@@ -144,9 +144,18 @@ def build(
                 values.append(f"{display_sql(text, plan[c.name], tokens)} AS {ident(c.name)}")
                 clear = f"trim({text}, {lit(BLANKS)})"
                 guard = f"CASE WHEN length({clear}) >= 2 THEN replace({guard}, {clear}, '***') ELSE {guard} END"
+                clears.append(clear)
             else:
                 values.append(f"{text} AS {ident(c.name)}")
-        guarded = f"list_transform({{}}, lambda r: {guard})" if plan else "{}"
+
+        def guarded(reasons: str) -> str:
+            if not clears:
+                return reasons
+            # The guard (a lambda per reason) only for the rows whose reasons contain one of
+            # their own sensitive values: the others are left as they are either way.
+            found = " OR ".join(f"contains(array_to_string({reasons}, chr(0)), {clear})" for clear in clears)
+            return f"CASE WHEN {found} THEN list_transform({reasons}, lambda r: {guard}) ELSE {reasons} END"
+
         parts = []
         rejects = landing / REJECTS_FILE
         if rejects.is_file():
@@ -174,7 +183,7 @@ def build(
             )
         if keyed:
             parts.append(
-                f"SELECT l.{ident(ROW_COLUMN)}, k.{STAGE}, {guarded.format('k._reasons')} AS {REASONS}, "
+                f"SELECT l.{ident(ROW_COLUMN)}, k.{STAGE}, {guarded('k._reasons')} AS {REASONS}, "
                 f"NULL::VARCHAR AS {RAW}, {', '.join(values)} FROM ({' UNION ALL '.join(keyed)}) k "
                 f"JOIN landing l USING ({ident(ROW_COLUMN)})"
             )
