@@ -153,9 +153,15 @@ class CatalogStore:
             self._grow_tree(s, spec, meta.classification.axis.value, list(meta.classification.path))
             clash = s.scalar(select(Entry).where(Entry.resource_code == meta.resource_code, Entry.id != spec.id))
             if clash is not None:
+                if clash.origin == "import" and clash.department_uscc == spec.department.uscc:
+                    hint = (
+                        f"the code was catalogued from a spreadsheet as entry {clash.id!r}: set the spec's "
+                        f"`id: {clash.id}` so this dataset feeds that entry"
+                    )
+                else:
+                    hint = "give every dataset its own catalog.resource_code"
                 raise SpecError(
-                    f"{spec.path}: resource code {meta.resource_code} is already used by dataset {clash.id!r}",
-                    hint="give every dataset its own catalog.resource_code",
+                    f"{spec.path}: resource code {meta.resource_code} is already used by entry {clash.id!r}", hint=hint
                 )
             entry = s.get(Entry, spec.id, options=[selectinload(Entry.items)])
             if entry is None:
@@ -276,8 +282,18 @@ class CatalogStore:
         lineage: dict[str, Any],
         location: str,
         watermark: str | None,
+        schema_change: dict[str, Any] | None = None,
+        review: str = "auto",
     ) -> Version:
-        """Record a published version and mark the entry published (the commit point)."""
+        """Record a published version (the commit point), with its schema change against the previous one.
+
+        The entry's status is the lifecycle's (:mod:`catalog.lifecycle`): under ``review="auto"``
+        a new entry is walked to published by the system actor in this same transaction; under
+        ``"manual"`` it keeps its status until people review it.
+        """
+        from catalog import lifecycle
+        from catalog import schema as schema_changes
+
         with self.session() as s:
             version = Version(
                 entry_id=dataset,
@@ -291,14 +307,15 @@ class CatalogStore:
                 lineage=lineage,
                 location=location,
                 watermark=watermark,
+                schema_change=schema_change,
             )
             s.add(version)
             entry = s.get(Entry, dataset)
             assert entry is not None, f"entry {dataset} must be registered before publishing"
-            entry.status = "published"
-            if entry.publish_date is None:
-                entry.publish_date = dt.datetime.now(dt.UTC).date()
             s.flush()
+            schema_changes.mark_published(s, dataset, schema_change, number)
+            if review == "auto":
+                lifecycle.auto_publish(s, entry)
             return version
 
     # --- runs ----------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -48,7 +49,10 @@ def catalog_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
     home: HomeOpt = None,
 ) -> None:
-    """Show one entry: the 13 core elements, its data items and versions."""
+    """Show one entry: the 13 core elements, its data items, versions (with schema changes) and lifecycle."""
+    from catalog import lifecycle
+    from catalog import schema as schema_changes
+    from catalog.access import Role, Status
     from catalog.store import CatalogStore
     from pipelines.workspace import Workspace
 
@@ -64,6 +68,26 @@ def catalog_show(
                 f"no catalog entry {dataset!r}",
                 hint=(f"did you mean {near[0]!r}? " if near else "") + "`govdata catalog list` shows the entries",
             )
+        with store.session() as s:
+            transitions: list[dict[str, Any]] = [
+                {
+                    "at": (t.at if t.at.tzinfo is None else t.at.astimezone(dt.UTC)).isoformat(),
+                    "action": t.action,
+                    "from": t.from_status,
+                    "to": t.to_status,
+                    "actor": t.actor,
+                    "role": t.role,
+                    "opinion": t.opinion,
+                }
+                for t in lifecycle.history(s, e.id)
+            ]
+            waiting = schema_changes.pending(s, e.id)
+            schema_pending: dict[str, Any] | None = (
+                None
+                if waiting is None
+                else {"status": waiting.status, "from_version": waiting.from_version, "changes": waiting.changes}
+            )
+    status_label = f"{Status(e.status).label} {e.status}" if e.status in set(Status) else e.status
     elements = {
         "1 信息资源分类": f"{e.classification_axis}/" + "/".join(e.classification_path),
         "2 信息资源名称": e.name,
@@ -90,7 +114,7 @@ def catalog_show(
         "12 发布日期": e.publish_date.isoformat() if e.publish_date else None,
         "13 关联资源代码": e.related_resources,
     }
-    versions = [
+    versions: list[dict[str, Any]] = [
         {
             "version": v.number,
             "run_id": v.run_id,
@@ -99,15 +123,18 @@ def catalog_show(
             "quality_score": v.quality.get("score"),
             "published_at": v.published_at.isoformat(),
             "location": v.location,
+            "schema_change": v.schema_change,
         }
         for v in e.versions
     ]
     if as_json:
-        out.print_json(
-            json.dumps({"id": e.id, "status": e.status, "elements": elements, "versions": versions}, ensure_ascii=False)
-        )
+        label = Status(e.status).label if e.status in set(Status) else None
+        doc: dict[str, Any] = {"id": e.id, "status": e.status, "status_label": label}
+        doc |= {"elements": elements, "versions": versions, "transitions": transitions}
+        doc |= {"schema_change_pending": schema_pending}
+        out.print_json(json.dumps(doc, ensure_ascii=False))
         return
-    table = Table(title=f"{e.name} ({e.id}) · {e.status}", show_header=False)
+    table = Table(title=f"{e.name} ({e.id}) · {status_label}", show_header=False)
     table.add_column("element", style="bold")
     table.add_column("value")
     for key, value in elements.items():
@@ -125,10 +152,12 @@ def catalog_show(
         table.add_row(key, shown)
     out.print(table)
     vt = Table(title="versions")
-    for col in ("version", "run", "rows", "quality", "sha256", "published at"):
+    for col in ("version", "run", "rows", "quality", "sha256", "published at", "schema change"):
         vt.add_column(col)
     for v in versions:
         score = v["quality_score"]
+        change = v["schema_change"]
+        approval = (change or {}).get("approval") or {}
         vt.add_row(
             f"v{v['version']}",
             str(v["run_id"]),
@@ -136,5 +165,28 @@ def catalog_show(
             "-" if score is None else f"{score:.3f}",
             str(v["sha256"])[:12],
             str(v["published_at"]),
+            "-"
+            if not change
+            else f"{change['kind']} vs v{change['from_version']}: "
+            + "; ".join(c["message"] for c in change["changes"])
+            + (f" (approved by {approval['by']}: {approval['opinion']})" if approval.get("by") else ""),
         )
     out.print(vt)
+    if schema_pending is not None:
+        out.print(
+            f"[yellow]schema change vs v{schema_pending['from_version']} {schema_pending['status']}:[/] "
+            + "; ".join(c["message"] for c in schema_pending["changes"] if c.get("breaking")),
+            highlight=False,
+        )
+    tt = Table(title="lifecycle (目录生命周期)")
+    for col in ("at (UTC)", "action", "from → to", "by", "opinion"):
+        tt.add_column(col, overflow="fold")
+    for t in transitions:
+        tt.add_row(
+            str(t["at"])[:16].replace("T", " "),
+            str(t["action"]),
+            f"{Status(t['from']).label} → {Status(t['to']).label}",
+            f"{t['actor']} ({Role(t['role']).label if t['role'] in set(Role) else t['role']})",
+            t["opinion"] or "",
+        )
+    out.print(tt if transitions else "no lifecycle steps recorded")

@@ -500,6 +500,35 @@ def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
         )
     if not s.publish.enabled:
         return ctx.write_step("publish", {"status": "skipped", "version": None, "uri": None, "outputs": {}})
+    from catalog import lifecycle
+    from catalog import schema as schema_changes
+
+    review = lifecycle.review_mode()  # GOVDATA_CATALOG_REVIEW: does the pipeline publish a new entry itself?
+    # The candidate's schema with the declared lengths (数据长度): a shorter one is a breaking change.
+    lengths = {c.name: c.length for c in s.columns}
+    schema = [{**c, "length": lengths.get(c["name"])} for c in prepared["schema"]]
+    schema_change = None
+    if latest is not None:
+        with store.session() as session:  # a breaking change's pending request commits even when held
+            decision = schema_changes.check(
+                session, s.id, previous_schema=latest.schema, previous_version=latest.number, candidate=schema
+            )
+        if decision.held:
+            held = ctx.write_step(
+                "publish",
+                {
+                    "status": "held",
+                    "version": None,
+                    "uri": None,
+                    "held_because": [decision.reason],
+                    "schema_change": decision.record,
+                    "outputs": {},
+                },
+            )
+            raise schema_changes.SchemaChangeHeld(
+                f"{s.id} run {ctx.run_id} held: {decision.reason}", report=held, hint=decision.hint
+            )
+        schema_change = decision.record
     candidate = ctx.staging / CANDIDATE_FILE
     number = (latest.number if latest else 0) + 1
     exchange.clear_incoming(s.id)
@@ -518,7 +547,8 @@ def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
         "run_id": ctx.run_id,
         "created_at": _now(),
         "rows": prepared["candidate_rows"],
-        "schema": prepared["schema"],
+        "schema": schema,
+        "schema_change": schema_change,
         "primary_key": s.primary_key,
         "content_sha256": prepared["content_sha256"],
         "fingerprint": prepared["fingerprint"],
@@ -550,13 +580,16 @@ def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
         row_count=prepared["candidate_rows"],
         content_sha256=prepared["content_sha256"],
         fingerprint=prepared["fingerprint"],
-        schema=prepared["schema"],
+        schema=schema,
         quality=manifest["quality"],
         lineage=manifest["lineage"],
         location=str(stored.path),
         watermark=collected.get("watermark"),
+        schema_change=schema_change,
+        review=review,
     )
     scorecard.record_publication(store, ctx.reports, s.id, ctx.run_id, number, "published")
+    entry = store.entry(s.id)
     return ctx.write_step(
         "publish",
         {
@@ -565,6 +598,9 @@ def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
             "uri": str(stored.path),
             "rows": prepared["candidate_rows"],
             "content_sha256": prepared["content_sha256"],
+            "schema_change": schema_change,
+            "review": review,
+            "entry_status": entry.status if entry is not None else None,
             "outputs": {"published": str(stored.path)},
         },
     )
@@ -639,6 +675,10 @@ def build_report(ctx: RunContext, *, started: str, status: str) -> dict[str, Any
     cleansed = ctx.read_step("cleanse")
     checked = ctx.read_step("quality")
     published = ctx.read_step("publish") if status == "published" else None
+    # Held at publish (a breaking schema change waiting for approval): the reason joins the report.
+    held = ctx.read_step("publish") if status == "held" and ctx.step_file("publish").is_file() else None
+    if held is not None and held.get("finished_at", "") < checked.get("finished_at", ""):
+        held = None  # left by an earlier attempt of the steps
     if published is not None and published["status"] == "unchanged":
         status = "unchanged"
     rows_published = checked["accepted"] if status in ("published", "unchanged") else 0
@@ -689,6 +729,9 @@ def build_report(ctx: RunContext, *, started: str, status: str) -> dict[str, Any
             "published": published["uri"] if published else None,
         },
     }
+    if held is not None and held.get("held_because"):
+        report["quality"]["held_because"] = [*report["quality"].get("held_because", []), *held["held_because"]]
+    report["schema_change"] = (published or held or {}).get("schema_change")
     path = ctx.reports / "run_report.json"
     path.write_text(json.dumps(report, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     ctx.catalog().record_run(

@@ -174,7 +174,9 @@ class Column(_Closed):
     masking: MaskingRuleName | None = Field(
         default=None, description="Masking rule at delivery and in reports: name, mobile, resident_id, address, …"
     )
-    code_set: str | None = Field(default=None, description="The code set (代码集) the values come from, e.g. GB/T 2261.1.")
+    code_set: str | None = Field(
+        default=None, description="The code set (代码集) the values come from, e.g. GB/T 2261.1."
+    )
 
     @field_validator("share_type", mode="before")
     @classmethod
