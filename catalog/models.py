@@ -105,6 +105,8 @@ class Entry(Base):
     status_changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     origin: Mapped[str] = mapped_column(String(16), default="spec")  # spec (a pipeline) or import (a spreadsheet)
     source: Mapped[str] = mapped_column(Text, default="")  # lineage: the source system, described
+    # What search matches: name, abstract and data items, normalised; kept current on every flush (catalog.search).
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -252,3 +254,7 @@ class Scorecard(Base):
     score: Mapped[float | None] = mapped_column(Float)
     card: Mapped[dict[str, Any]] = mapped_column()  # the scorecard document (govdata.scorecard/1)
     computed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# Registers the flush listener that keeps Entry.search_text current, whichever code writes an entry.
+import catalog.search  # noqa: E402, F401
