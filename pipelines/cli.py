@@ -19,12 +19,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+# Importing the catalog's command modules registers their commands on catalog_app.
+from pipelines import cli_catalog_io, cli_catalog_review, cli_catalog_search  # noqa: F401
 from pipelines.cli_catalog import catalog_app
 from pipelines.cli_common import EXIT_HELD, EXIT_OK, HomeOpt, err, out
 from pipelines.cli_common import fail as _fail
 from pipelines.cli_common import user_errors as _user_errors
 from pipelines.cli_quarantine import quarantine_app
 from pipelines.cli_report import report_app
+from pipelines.cli_serve import serve
 from pipelines.errors import GovdataError
 
 app = typer.Typer(
@@ -178,6 +181,10 @@ def demo(
                 stop()
         _print_report(report)
         reports.append((s, report))
+    from pipelines.cli_catalog_review import seed_demo_users
+
+    with _user_errors():
+        users = seed_demo_users(ws, specs, folder)
     out.print("\n[bold]Summary[/]")
     for s, r in reports:
         rows = r["rows"]
@@ -200,6 +207,9 @@ def demo(
     out.print(f"  run reports          {ws.root / 'reports'}/<dataset>/<run>/run_report.json", highlight=False)
     out.print(f"  catalog              {ws.catalog_url}   (`govdata catalog list`)", highlight=False)
     out.print(f"  reports site         {ws.root / 'reports' / '_site' / 'index.html'}  (offline)", highlight=False)
+    out.print("\nCatalog users (act as one with --as ID):", style="bold")
+    for u in users:
+        out.print(f"  {u['id']:<28} {u['role']:<11} {u['name']}", highlight=False)
     held = [r for _, r in reports if r["status"] == "held"]
     raise typer.Exit(EXIT_HELD if held else EXIT_OK)
 
@@ -235,6 +245,9 @@ def status(
         out.print("no runs yet: try `govdata demo`")
         return
     out.print(table)
+
+
+app.command("serve")(serve)  # after the commands on datasets in `govdata --help`
 
 
 def main() -> None:
