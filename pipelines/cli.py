@@ -65,7 +65,8 @@ def _progress(console: Console) -> tuple[Callable[[str, str], None], Callable[[]
         elif state == "done":
             console.print(f"  [green]✓[/] {step}")
         elif state == "held":
-            console.print(f"  [red]✗[/] {step}: held by the quality gate")
+            why = "a breaking schema change awaits approval" if step == "publish" else "held by the quality gate"
+            console.print(f"  [red]✗[/] {step}: {why}")
 
     return update, status.stop
 

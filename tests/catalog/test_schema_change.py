@@ -304,6 +304,8 @@ def test_a_breaking_change_is_held_until_the_city_admin_approves_it(
     (pending,) = change_rows()
     assert (pending.status, pending.from_version, pending.version) == ("pending", 1, None)
     assert next(r.status for r in store().runs(DATASET)) == "held"
+    shown = cli.invoke(app, ["run", str(spec), "--date", "2026-11-25"], env={"COLUMNS": "250"})
+    assert shown.exit_code == 2 and "publish: a breaking schema change awaits approval" in shown.output
 
     # the department may not approve its own breaking change; nobody decides without an opinion
     code, output = run_cli(
