@@ -458,16 +458,61 @@ def resident_id_duckdb(
     return _true_or_false(valid)
 
 
+def _pair_table(weights: tuple[int, int], modulus: int) -> str:
+    """SQL list literal: for each two-digit number ``q`` (index ``q + 1``), its digits weighed, mod ``modulus``."""
+    return "[" + ",".join(str(((q // 10) * weights[0] + (q % 10) * weights[1]) % modulus) for q in range(100)) + "]"
+
+
+def _uscc_digits_check_text(n: str, *, check_org_code: bool) -> str:
+    """SQL text over ``n``, a USCC's first 17 characters when all are digits, as one BIGINT.
+
+    The value is the MOD 31 check character's 0-based index in ``USCC_ALPHABET``, or 99 (no
+    character) when the embedded organisation code (digits 9-17) fails its GB 11714 check.
+    Every weighed sum takes two digits per lookup in a 100-entry table (integer steps only, as
+    :func:`_digit_pairs_sum_text`); a digit's value is its index in both alphabets.
+    """
+    terms = [
+        f"{_pair_table((USCC_WEIGHTS[p - 1], USCC_WEIGHTS[p]), 31)}[mod({n} // {10 ** (16 - p)}, 100) + 1]"
+        for p in range(1, 17, 2)
+    ]
+    terms.append(f"mod({n}, 10) * {USCC_WEIGHTS[16]}")
+    check = f"mod(31 - mod({' + '.join(terms)}, 31), 31)"
+    if not check_org_code:
+        return check
+    org_terms = [
+        f"{_pair_table((ORG_CODE_WEIGHTS[j], ORG_CODE_WEIGHTS[j + 1]), 11)}[mod({n} // {10 ** (16 - p)}, 100) + 1]"
+        for j, p in zip(range(0, 8, 2), range(9, 17, 2), strict=True)
+    ]
+    # The check digit GB 11714 asks for, by Σ mod 11 (−1 for X, which no digit equals).
+    wanted = "[" + ",".join("-1" if c == "X" else c for c in ORG_CODE_CHECK) + "]"
+    return f"CASE WHEN {wanted}[mod({' + '.join(org_terms)}, 11) + 1] = mod({n}, 10) THEN {check} ELSE 99 END"
+
+
 def uscc_duckdb(column: Any, *, check_org_code: bool = True) -> Any:
-    """DuckDB form of :func:`uscc_sql` (same result, vectorised)."""
+    """DuckDB form of :func:`uscc_sql` (same result, vectorised).
+
+    Most USCCs have digits in their first 17 characters (a numeric authority and an organisation
+    code without letters): those are read once as a BIGINT and both checks come from integer
+    arithmetic on it. Only the others (letters in the first 17 characters) take the general form,
+    each character's index in the alphabet by ``strpos``. A CASE evaluates each form only for the
+    rows that take it.
+    """
     shape = "(?:" + "|".join(USCC_PREFIXES) + ")[0-9]{6}" + _USCC_CHAR_RE2 + "{10}"
+    digits_shape = "(?:" + "|".join(p for p in USCC_PREFIXES if p.isdigit()) + ")[0-9]{15}" + _USCC_CHAR_RE2
+    digits = sa.try_cast(sa.func.substr(column, _int(1), _int(17)), sa.BigInteger())
+    index = _let(digits, _uscc_digits_check_text("govdata_u", check_org_code=check_org_code), "govdata_u")
+    by_digits = _char(column, 18) == sa.func.substr(_str(USCC_ALPHABET), index + _int(1), _int(1))
     # substr per character: DuckDB does not share a repeated string_split() inside a WHERE.
     weighted = _weighted(column, USCC_WEIGHTS, lambda c, p: _index_in(USCC_ALPHABET, c, p))
     check = sa.func.substr(_str(USCC_ALPHABET), _mod(_int(31) - _mod(weighted, 31), 31) + _int(1), _int(1))
     valid: Any = sa.and_(sa.func.regexp_full_match(column, _str(shape)), _char(column, 18) == check)
     if check_org_code:
         valid = sa.and_(valid, _char(column, 17) == _org_code_check(column, 9))
-    return _true_or_false(valid)
+    return sa.case(
+        (sa.func.regexp_full_match(column, _str(digits_shape)), _true_or_false(by_digits)),
+        (valid, sa.true()),
+        else_=sa.false(),
+    )
 
 
 def org_code_duckdb(column: Any, *, hyphen: str = "optional") -> Any:

@@ -24,7 +24,9 @@
    failing row without pulling them through Python (on SQL, GX lists at most 20 even in
    ``COMPLETE``, and would build a Python dict per row). The report's samples
    (``partial_unexpected_list``/``_index_list``/``_counts``, GX's own field shapes) are the 20
-   lowest failing row keys, read back by key — the row condition is not evaluated again.
+   lowest failing row keys, read back by key — the row condition is not evaluated again. A
+   failed single-column uniqueness check (dataset-level: nothing listed) gets its lowest keys
+   by counting only the values of the lowest-keyed rows, not every value again.
 5. The validation result JSON is written to ``report_dir`` with the values of sensitive
    columns masked; the throw-away database is removed.
 
@@ -82,6 +84,10 @@ DATASET_VIEW = "dataset"
 VALIDATION_RESULT_FILE = "validation_result.json"
 FAILURES_FILE = "gate_failures.parquet"
 PARTIAL_UNEXPECTED_COUNT = 20
+UNIQUE_TYPE = "expect_column_values_to_be_unique"
+#: How many of the lowest row keys are the first candidates for a uniqueness sample; small enough for
+#: DuckDB to filter the scan by their values.
+_DUPLICATE_CANDIDATES = 4096
 MASK = "***"
 #: meta key that ties GX's results (which come back in GX's own order) to the suite entries.
 INDEX_META = "_govdata_index"
@@ -180,7 +186,7 @@ def validate(
                 outcomes.append(_outcome(names[index], entry, evr, row_count, sensitive))
             with _raw_connection(source) as con:
                 failures_path, samples = _collect_rows(
-                    con, entries, outcomes, evrs, row_column, report_dir / FAILURES_FILE, suite_path
+                    con, entries, outcomes, evrs, row_column, report_dir / FAILURES_FILE, suite_path, row_count
                 )
         result_path = _write_result(
             report_dir / VALIDATION_RESULT_FILE,
@@ -485,6 +491,7 @@ def _collect_rows(
     row_column: str,
     target: Path,
     suite_path: Path,
+    row_count: int,
 ) -> tuple[Path | None, dict[int, dict[str, Any]]]:
     """Write every failing row of the failed row-level expectations; sample every failed map expectation.
 
@@ -507,9 +514,17 @@ def _collect_rows(
         columns = [c for _, c in referenced_columns(entry)]
         if not outcome.row_level:
             if query and entry["type"] not in NO_ROW_LIST_TYPES:
-                keys = _sample_keys(
-                    con, f"SELECT q.{row} FROM ({query}) AS q ORDER BY 1 LIMIT {PARTIAL_UNEXPECTED_COUNT}"
-                )
+                kwargs = entry.get("kwargs") or {}
+                if (
+                    entry["type"] == UNIQUE_TYPE
+                    and isinstance(kwargs.get("column"), str)
+                    and not kwargs.get("row_condition")
+                ):
+                    keys = _duplicate_sample_keys(con, kwargs["column"], row_column, row_count)
+                else:
+                    keys = _sample_keys(
+                        con, f"SELECT q.{row} FROM ({query}) AS q ORDER BY 1 LIMIT {PARTIAL_UNEXPECTED_COUNT}"
+                    )
                 samples[index] = _sample(con, keys, columns, row_column)
             continue
         if not query:
@@ -602,6 +617,32 @@ def _list_failing_rows(con: Any, queries: dict[str, str], row_column: str, suite
 
 def _sample_keys(con: Any, query: str) -> list[int]:
     return [int(r[0]) for r in con.execute(query).fetchall()]
+
+
+def _duplicate_sample_keys(con: Any, column: str, row_column: str, row_count: int) -> list[int]:
+    """The lowest row keys (up to :data:`PARTIAL_UNEXPECTED_COUNT`) whose ``column`` value occurs more than once.
+
+    The rows GX's uniqueness query returns (a non-null value that two or more rows hold), without
+    counting every value again: the candidates are the rows with the lowest keys and a value;
+    only their values are counted over the whole view (a semi-join with a small build side).
+    Every failing row up to the highest candidate key is among the candidates, so once enough
+    are found, or every row (``row_count``) was a candidate, the keys are exactly GX's lowest
+    ones. Otherwise the candidates grow.
+    """
+    row, value = ident(row_column), ident(column)
+    candidates = _DUPLICATE_CANDIDATES
+    while True:
+        keys = _sample_keys(
+            con,
+            f"WITH candidates AS (SELECT {row} AS k, {value} AS v FROM {STAGED_VIEW} WHERE {value} IS NOT NULL "
+            f"ORDER BY {row} LIMIT {candidates}), "
+            f"repeated AS (SELECT {value} AS v FROM {STAGED_VIEW} WHERE {value} IN (SELECT v FROM candidates) "
+            "GROUP BY 1 HAVING count(*) >= 2) "
+            f"SELECT k FROM candidates WHERE v IN (SELECT v FROM repeated) ORDER BY k LIMIT {PARTIAL_UNEXPECTED_COUNT}",
+        )
+        if len(keys) >= PARTIAL_UNEXPECTED_COUNT or candidates >= row_count:
+            return keys
+        candidates *= 8
 
 
 def _sample(con: Any, keys: list[int], columns: list[str], row_column: str) -> dict[str, Any]:
@@ -710,7 +751,8 @@ def _write_result(
         "sensitive_columns_masked": sorted(sensitive),
         "schema_expectations_exclude": [row_column],
         "samples": f"partial_unexpected_* list up to {PARTIAL_UNEXPECTED_COUNT} failing rows (lowest {row_column} "
-        "first), read by key from the rows GX's unexpected_index_query returned",
+        "first), read by key from the rows GX's unexpected_index_query returned (uniqueness: the same rows, "
+        "found by counting the lowest keys' values)",
     }
     document = {
         **envelope,

@@ -747,7 +747,9 @@ def test_failing_rows_of_several_expectations_are_listed_in_one_pass_exactly(tmp
     }
     con = _listing_db()
     gate._list_failing_rows(con, queries, "_govdata_row", tmp_path / "suite.json")
-    listed = con.execute("SELECT expectation, list(_govdata_row ORDER BY _govdata_row) FROM failures GROUP BY 1").fetchall()
+    listed = con.execute(
+        "SELECT expectation, list(_govdata_row ORDER BY _govdata_row) FROM failures GROUP BY 1"
+    ).fetchall()
     separately = {
         name: [r[0] for r in con.execute(f"SELECT q._govdata_row FROM ({q}) q ORDER BY 1").fetchall()]
         for name, q in queries.items()
@@ -767,3 +769,43 @@ def test_a_condition_the_one_pass_cannot_take_falls_back_and_names_the_expectati
     with pytest.raises(TerminalError, match="cannot list the failing rows of broken"):
         gate._list_failing_rows(con, queries, "_govdata_row", tmp_path / "suite.json")
     assert con.execute("SELECT count(*) FROM failures WHERE expectation = 'a_not_null'").fetchone() == (142,)
+
+
+@pytest.mark.parametrize(
+    ("repeated_at", "nulls_at"),
+    [
+        # 30 duplicate pairs, all beyond the first candidates: the candidates must grow
+        ([(k, k + 7) for k in range(9001, 9301, 10)], []),
+        # fewer duplicates than a full sample, far apart, and repeated NULLs, which are no duplicates
+        ([(3, 29999), (15000, 15001), (29998, 30000)], [5, 6, 7, 20000]),
+    ],
+)
+def test_uniqueness_samples_are_the_lowest_rows_gx_lists(
+    tmp_path: Path, repeated_at: list[tuple[int, int]], nulls_at: list[int]
+) -> None:
+    keys = list(range(1, 30001))
+    values: dict[int, str | None] = {k: f"v{k}" for k in keys}
+    for first, second in repeated_at:
+        values[second] = values[first]
+    for k in nulls_at:
+        values[k] = None
+    rng = random.Random(3)
+    rng.shuffle(keys)  # the file is not in key order
+    staged = tmp_path / "staged.parquet"
+    with duckdb.connect() as con:
+        con.register("frame", pd.DataFrame({ROW: keys, "code": [values[k] for k in keys]}))
+        con.execute(f"COPY (SELECT CAST({ROW} AS BIGINT) AS {ROW}, code FROM frame) TO '{staged}' (FORMAT parquet)")
+    suite = write_suite(
+        tmp_path / "suite.json", [{"type": "expect_column_values_to_be_unique", "kwargs": {"column": "code"}}]
+    )
+    result = _validate(staged, suite)
+    seen = pd.Series([values[k] for k in sorted(values)], index=sorted(values)).dropna()
+    failing = sorted(seen[seen.duplicated(keep=False)].index)
+    (outcome,) = result.outcomes
+    assert outcome.unexpected_count == len(failing) and not outcome.success
+    record = json.loads(result.validation_result_path.read_text(encoding="utf-8"))["results"][0]["result"]
+    expected = failing[: gate.PARTIAL_UNEXPECTED_COUNT]
+    assert [item[ROW] for item in record["partial_unexpected_index_list"]] == expected
+    assert record["partial_unexpected_list"] == [values[k] for k in expected]
+    assert record["partial_unexpected_index_list"][0] == {ROW: expected[0], "code": values[expected[0]]}
+    assert sum(c["count"] for c in record["partial_unexpected_counts"]) == len(expected)
