@@ -284,12 +284,16 @@ class CatalogStore:
         watermark: str | None,
         schema_change: dict[str, Any] | None = None,
         review: str = "auto",
+        source_system: str | None = None,
+        upstream: list[str] | None = None,
     ) -> Version:
         """Record a published version (the commit point), with its schema change against the previous one.
 
         The entry's status is the lifecycle's (:mod:`catalog.lifecycle`): under ``review="auto"``
         a new entry is walked to published by the system actor in this same transaction; under
-        ``"manual"`` it keeps its status until people review it.
+        ``"manual"`` it keeps its status until people review it. Lineage: ``source_system``
+        describes where the rows came from, ``upstream`` lists the resource codes of the
+        published resources the run read (reference checks).
         """
         from catalog import lifecycle
         from catalog import schema as schema_changes
@@ -308,6 +312,8 @@ class CatalogStore:
                 location=location,
                 watermark=watermark,
                 schema_change=schema_change,
+                source_system=source_system,
+                upstream=list(upstream or []),
             )
             s.add(version)
             entry = s.get(Entry, dataset)

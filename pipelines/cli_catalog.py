@@ -105,6 +105,10 @@ def catalog_show(
                 "primary_key": i.primary_key,
                 "nullable": i.nullable,
                 "sensitive": i.sensitive,
+                "sensitive_level": i.sensitive_level,
+                "share_type": i.share_type,
+                "masking_rule": i.masking_rule,
+                "code_set": i.code_set,
             }
             for i in e.items
         ],
@@ -124,6 +128,7 @@ def catalog_show(
             "published_at": v.published_at.isoformat(),
             "location": v.location,
             "schema_change": v.schema_change,
+            "lineage": {"source_system": v.source_system, "upstream": v.upstream, "run_id": v.run_id},
         }
         for v in e.versions
     ]

@@ -370,6 +370,16 @@ def quality(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
 # --- 4 catalog ---------------------------------------------------------------------------------
 
 
+def _upstream(store: Any, checked: dict[str, Any]) -> list[str]:
+    """Resource codes of the published datasets the run read: the references of its quality checks."""
+    codes: list[str] = []
+    for ref in (checked.get("quality") or {}).get("scorecard", {}).get("references", []):
+        entry = store.entry(ref["dataset"])
+        if entry is not None and entry.resource_code not in codes:
+            codes.append(entry.resource_code)
+    return codes
+
+
 def _schema(spec: DatasetSpec) -> list[dict[str, Any]]:
     return [
         {
@@ -587,6 +597,8 @@ def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
         watermark=collected.get("watermark"),
         schema_change=schema_change,
         review=review,
+        source_system=collected["source"],
+        upstream=_upstream(store, checked),
     )
     scorecard.record_publication(store, ctx.reports, s.id, ctx.run_id, number, "published")
     entry = store.entry(s.id)

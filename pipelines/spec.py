@@ -145,6 +145,17 @@ class Department(_Closed):
             raise ValueError(f"{value!r} is not a valid USCC: {uscc_problem(value)}")
         return value
 
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from pipelines.divisions import current_table
+
+        if value not in current_table():
+            raise ValueError(f"{value!r} is not a current GB/T 2260 division code (e.g. 310000 上海市, 310115 浦东新区)")
+        return value
+
 
 class Source(_Closed):
     """Where the data is collected from. Options are checked by the connector's own model."""

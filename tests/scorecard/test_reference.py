@@ -130,6 +130,13 @@ def test_codes_missing_from_the_reference_are_quarantined_and_scored(home: Path,
     resolved = json.loads((Path(report["outputs"]["reports"]) / "suite.resolved.json").read_text(encoding="utf-8"))
     assert resolved["expectations"][1]["kwargs"]["value_set"] == sorted(known)
     assert store.scorecards(dataset="bus_stops")[-1]["references"] == card["references"]
+    # lineage: the version records the source and the published resource it read
+    version = store.latest_version("bus_stops")
+    dictionary_entry = store.entry("district_dictionary")
+    assert version is not None and dictionary_entry is not None
+    assert version.upstream == [dictionary_entry.resource_code]
+    assert version.source_system is not None and version.source_system.startswith("csv file ")
+    assert version.source_system == version.lineage["source"]
 
     shown = invoke("report", "scorecard", "bus_stops").output
     assert "district_dictionary.code" in " ".join(shown.split()) and "040200" in shown

@@ -85,6 +85,26 @@ def test_resource_code_format(tmp_path: Path) -> None:
         load_spec(write(tmp_path, data))
 
 
+def test_resource_code_digit_must_match_the_axis(tmp_path: Path) -> None:
+    data = spec_dict()
+    data["catalog"]["classification"] = {"axis": "主题", "path": ["交通出行"]}
+    data["catalog"]["resource_code"] = "101510001/000001"
+    with pytest.raises(SpecError, match=r"类 digit must be 2 for the 主题 axis"):
+        load_spec(write(tmp_path, data))
+
+
+@pytest.mark.parametrize(("region", "ok"), [("310000", True), ("310115", True), ("310199", False), ("31011", False)])
+def test_department_region_is_a_current_division_code(tmp_path: Path, region: str, ok: bool) -> None:
+    data = spec_dict()
+    data["department"] = {**data["department"], "region": region, "level": "区"}
+    if ok:
+        spec = load_spec(write(tmp_path, data))
+        assert (spec.department.region, spec.department.level) == (region, "区")
+    else:
+        with pytest.raises(SpecError, match=r"department.region"):
+            load_spec(write(tmp_path, data))
+
+
 def test_cleanse_rule_naming_an_undeclared_column(tmp_path: Path) -> None:
     data = spec_dict(cleanse={"upper": ["usc"]})
     with pytest.raises(SpecError, match=r"cleanse.upper names column 'usc'.*did you mean 'uscc'"):
