@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from pipelines.cli_common import HomeOpt, out
+from pipelines.cli_common import ActorOpt, HomeOpt, out
 from pipelines.cli_common import user_errors as _user_errors
 from pipelines.errors import GovdataError
 
@@ -17,13 +17,65 @@ catalog_app = typer.Typer(help="The government data resource catalog (政务数�
 
 
 @catalog_app.command("list")
-def catalog_list(home: HomeOpt = None) -> None:
-    """List the catalog entries with their latest version."""
+def catalog_list(
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only entries in this status (e.g. published, draft).")
+    ] = None,
+    department: Annotated[str | None, typer.Option("--department", help="Only this department (USCC or name).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    actor: ActorOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """List the catalog entries with their status and latest version (with --as: what that user may see)."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from catalog.access import Status, viewer_for, visibility_filter
+    from catalog.models import Department, Entry
     from catalog.store import CatalogStore
     from pipelines.workspace import Workspace
 
     with _user_errors():
-        entries = CatalogStore(Workspace.from_env(home).catalog_url).entries()
+        if status is not None and status not in {s.value for s in Status}:
+            raise GovdataError(
+                f"unknown status {status!r}", hint="use one of: " + ", ".join(f"{s.value} ({s.label})" for s in Status)
+            )
+        store = CatalogStore(Workspace.from_env(home).catalog_url)
+        with store.session() as session:
+            query = (
+                select(Entry)
+                .join(Department)
+                .where(visibility_filter(viewer_for(session, actor)))
+                .options(selectinload(Entry.department), selectinload(Entry.versions))
+                .order_by(Entry.id)
+            )
+            if status is not None:
+                query = query.where(Entry.status == status)
+            if department is not None:
+                wanted = department.strip()
+                query = query.where((Department.uscc == wanted.upper()) | (Department.name == wanted))
+            entries = list(session.scalars(query))
+    if as_json:
+        out.print_json(
+            json.dumps(
+                [
+                    {
+                        "id": e.id,
+                        "resource_code": e.resource_code,
+                        "name": e.name,
+                        "department": {"uscc": e.department_uscc, "name": e.department.name},
+                        "share_type": e.share_type,
+                        "update_cycle": e.update_cycle,
+                        "status": e.status,
+                        "latest_version": e.versions[-1].number if e.versions else None,
+                        "rows": e.versions[-1].row_count if e.versions else None,
+                    }
+                    for e in entries
+                ],
+                ensure_ascii=False,
+            )
+        )
+        return
     table = Table(title="政务数据资源目录")
     for col in ("id", "resource code", "name", "provider", "share type", "update cycle", "status", "version", "rows"):
         table.add_column(col, no_wrap=col in ("id", "resource code", "version", "rows"))
@@ -36,7 +88,7 @@ def catalog_list(home: HomeOpt = None) -> None:
             e.department.name,
             e.share_type,
             e.update_cycle,
-            e.status,
+            Status(e.status).label,
             f"v{latest.number}" if latest else "-",
             str(latest.row_count) if latest else "-",
         )

@@ -9,13 +9,14 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from catalog.models import Entry, Transition, User
+from catalog.models import Department, Entry, Transition, User
 from catalog.store import CatalogStore
 from exchange import audit
 from pipelines.cli import app
 from pipelines.cli_catalog_review import seed_demo_users
 from pipelines.spec import DatasetSpec, find_specs, load_spec
 from pipelines.workspace import Workspace
+from tests.catalog.conftest_spreadsheet import gov_uscc
 from tests.unit.specfactory import DEPT_USCC, spec_dict
 
 REPO = Path(__file__).resolve().parents[2]
@@ -222,3 +223,25 @@ def test_demo_users_per_department_plus_city_admin_and_auditor(workspace: Path) 
     assert again == first  # a second demo keeps them
     listed = json.loads(ok("catalog", "users", "list", "--json"))
     assert {u["id"] for u in listed} == set(by_id)
+
+
+def test_catalog_list_shows_each_user_what_they_may_see(catalog: None) -> None:
+    """A draft is listed for its department, the city and the local operator, not for another department."""
+    other = gov_uscc(1002)
+    with store().session() as s:
+        s.add(Department(uscc=other, name="上海市另一个局"))
+    ok("catalog", "users", "add", "qian", "--name", "钱七", "--role", "staff", "--department", other)
+
+    def listed(*args: str, user: str | None = None) -> list[str]:
+        return [e["id"] for e in json.loads(ok("catalog", "list", "--json", *args, user=user))]
+
+    assert listed() == [DATASET]  # the local operator
+    assert listed(user="zhang") == [DATASET] and listed(user="wang") == [DATASET] and listed(user="zhao") == [DATASET]
+    assert listed(user="qian") == []
+    assert listed("--status", "draft") == [DATASET] and listed("--status", "published") == []
+    assert listed("--department", DEPT_USCC.lower()) == [DATASET] and listed("--department", "不存在的局") == []
+    assert "草稿" in ok("catalog", "list")
+    code, output = govdata("catalog", "list", "--status", "publish")
+    assert code == 1 and "unknown status 'publish'" in output and "published (已发布)" in output
+    code, output = govdata("catalog", "list", "--as", "nobody")
+    assert code == 1 and "no active user 'nobody'" in output
