@@ -99,22 +99,29 @@ def catalog_list(
 def catalog_show(
     dataset: Annotated[str, typer.Argument(help="Dataset id.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    actor: ActorOpt = None,
     home: HomeOpt = None,
 ) -> None:
     """Show one entry: the 13 core elements, its data items, versions (with schema changes) and lifecycle."""
+    from sqlalchemy import select
+
     from catalog import lifecycle
     from catalog import schema as schema_changes
-    from catalog.access import Role, Status
+    from catalog.access import Role, Status, viewer_for, visibility_filter
+    from catalog.models import Entry
     from catalog.store import CatalogStore
     from pipelines.workspace import Workspace
 
     with _user_errors():
         store = CatalogStore(Workspace.from_env(home).catalog_url)
-        e = store.entry(dataset)
+        with store.session() as s:
+            # An entry the user may not see is, to them, no entry at all (its id is not confirmed).
+            visible = set(s.scalars(select(Entry.id).where(visibility_filter(viewer_for(s, actor)))))
+        e = store.entry(dataset) if dataset in visible else None
         if e is None:
             import difflib
 
-            known = [x.id for x in store.entries()]
+            known = sorted(visible)
             near = difflib.get_close_matches(dataset, known, n=1)
             raise GovdataError(
                 f"no catalog entry {dataset!r}",

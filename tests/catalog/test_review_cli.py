@@ -245,3 +245,15 @@ def test_catalog_list_shows_each_user_what_they_may_see(catalog: None) -> None:
     assert code == 1 and "unknown status 'publish'" in output and "published (已发布)" in output
     code, output = govdata("catalog", "list", "--as", "nobody")
     assert code == 1 and "no active user 'nobody'" in output
+
+
+def test_catalog_show_hides_an_unpublished_entry_from_other_departments(catalog: None) -> None:
+    other = gov_uscc(1003)
+    with store().session() as s:
+        s.add(Department(uscc=other, name="上海市第三个局"))
+    ok("catalog", "users", "add", "sun", "--name", "孙八", "--role", "staff", "--department", other)
+    assert json.loads(ok("catalog", "show", DATASET, "--json", user="zhang"))["status"] == "draft"
+    assert json.loads(ok("catalog", "show", DATASET, "--json", user="zhao"))["id"] == DATASET
+    code, output = govdata("catalog", "show", DATASET, user="sun")
+    assert code == 1 and f"no catalog entry {DATASET!r}" in output
+    assert "did you mean" not in output  # nothing about an entry the user may not see
