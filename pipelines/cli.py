@@ -21,6 +21,7 @@ from rich.table import Table
 
 # Importing the catalog's command modules registers their commands on catalog_app.
 from pipelines import cli_catalog_io, cli_catalog_review, cli_catalog_search  # noqa: F401
+from pipelines.cli_audit import audit_app
 from pipelines.cli_catalog import catalog_app
 from pipelines.cli_common import EXIT_HELD, EXIT_OK, HomeOpt, err, out
 from pipelines.cli_common import fail as _fail
@@ -40,6 +41,7 @@ app = typer.Typer(
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(report_app, name="report")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(audit_app, name="audit")
 
 
 def _setup_logging(verbose: bool) -> None:
