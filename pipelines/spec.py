@@ -153,7 +153,9 @@ class Department(_Closed):
         from pipelines.divisions import current_table
 
         if value not in current_table():
-            raise ValueError(f"{value!r} is not a current GB/T 2260 division code (e.g. 310000 上海市, 310115 浦东新区)")
+            raise ValueError(
+                f"{value!r} is not a current GB/T 2260 division code (e.g. 310000 上海市, 310115 浦东新区)"
+            )
         return value
 
 
