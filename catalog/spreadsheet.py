@@ -162,7 +162,6 @@ _INNER_SPACE = re.compile(r"\s+")
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _MERGE_REF = re.compile(rb'<(?:\w+:)?mergeCell\b[^>]*?\bref="([^"]+)"')
 _SHEETDATA_END = re.compile(rb"</(?:\w+:)?sheetData>|<(?:\w+:)?sheetData\s*/>")
-_OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ID_PREFIX = "res_"
 
 
@@ -652,20 +651,23 @@ _HEADERS.update(
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
+    from connectors.xlsx import workbook_kind
+
+    found = workbook_kind(path)
+    if found == "missing":
         raise TerminalError(f"{path}: file not found", hint="give the path of the .xlsx workbook to import")
-    if path.is_dir():
+    if found == "directory":
         raise TerminalError(f"{path}: is a directory, not a workbook", hint="give the path of the .xlsx file")
-    with path.open("rb") as fh:
-        head = fh.read(8)
-    if not head:
+    if found == "empty":
         raise TerminalError(f"{path}: the file is empty (0 bytes)", hint="export the sheet again as .xlsx")
-    if head == _OLE2_MAGIC:
+    if found == "ole2":
         raise TerminalError(
             f"{path}: an Excel 97-2003 .xls file (or a password-protected workbook), which cannot be read",
             hint="open it in Excel or WPS and save it as .xlsx (Excel 工作簿) without a password",
         )
-    if not head.startswith(b"PK"):
+    if found == "not_zip":
+        with path.open("rb") as fh:
+            head = fh.read(8)
         kind = "a CSV or text file" if path.suffix.lower() in (".csv", ".txt") or _looks_textual(head) else "not xlsx"
         raise TerminalError(
             f"{path}: {kind}, not an Excel .xlsx workbook",

@@ -29,7 +29,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -48,6 +48,30 @@ log = logging.getLogger(__name__)
 
 BATCH_ROWS = 10_000
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls, and password-protected .xlsx
+
+#: What :func:`workbook_kind` finds at a path.
+WorkbookKind = Literal["missing", "directory", "empty", "ole2", "not_zip", "xlsx"]
+
+
+def workbook_kind(path: Path) -> WorkbookKind:
+    """What is at ``path`` before openpyxl is asked: a file, its first bytes (every reader of xlsx uses this).
+
+    ``ole2`` is an Excel 97-2003 .xls or a password-protected workbook (both unreadable);
+    ``not_zip`` is anything else that is not an xlsx package (a CSV saved as .xlsx, say).
+    """
+    if not path.exists():
+        return "missing"
+    if path.is_dir():
+        return "directory"
+    with path.open("rb") as f:
+        head = f.read(8)
+    if not head:
+        return "empty"
+    if head == _OLE2_MAGIC:
+        return "ole2"
+    return "xlsx" if head.startswith(b"PK") else "not_zip"
+
+
 _TIME_TOKENS = re.compile(r"[hs]")
 _FORMAT_NOISE = re.compile(r'"[^"]*"|\[[^\]]*\]|\\.')  # quoted literals, [colour]/[$-409], escapes
 
@@ -194,18 +218,17 @@ class XlsxConnector:
 
     def _check_file(self) -> None:
         path = self.path
-        if not path.exists():
+        kind = workbook_kind(path)
+        if kind == "missing":
             raise SourceError(
                 f"{path}: workbook not found",
                 hint="check source.options.path (relative paths are resolved against the spec's folder)",
             )
-        if path.is_dir():
+        if kind == "directory":
             raise SourceError(f"{path}: is a directory, not a workbook", hint="point source.options.path at the file")
-        with path.open("rb") as f:
-            magic = f.read(8)
-        if not magic:
+        if kind == "empty":
             raise SourceError(f"{path}: the file is empty (0 bytes)", hint="re-export the workbook")
-        if magic == _OLE2_MAGIC:
+        if kind == "ole2":
             raise SourceError(
                 f"{path}: an old Excel 97-2003 .xls file or a password-protected workbook, which cannot be read",
                 hint="open it in Excel or WPS and save it as .xlsx without a password",
