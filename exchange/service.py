@@ -26,10 +26,11 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
@@ -106,7 +107,16 @@ def create_app(home: Workspace | str | Path | None = None, *, base_url: str | No
             return JSONResponse({"status": "unavailable", "catalog": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok", "catalog": "ok"})
 
-    async def action(name: str, request: Request) -> Response:
+    async def action(
+        name: Annotated[
+            str,
+            PathParam(
+                description="the action; any other name answers CKAN's 400",
+                json_schema_extra={"enum": sorted(ckan.ACTIONS)},
+            ),
+        ],
+        request: Request,
+    ) -> Response:
         params = await _params(request)
         if isinstance(params, Response):
             return params
@@ -122,6 +132,11 @@ def create_app(home: Workspace | str | Path | None = None, *, base_url: str | No
                 "error": {"__type": "Internal Server Error", "message": "Internal Server Error"},
             }
         return JSONResponse(body, status_code=status)
+
+    from exchange import api
+
+    api.install(app)
+    _allow_every_method(app)
 
     for prefix, key in (("/api/3/action", "ckan_action_v3"), ("/api/action", "ckan_action")):
         for method in ("GET", "POST"):
@@ -139,6 +154,12 @@ def create_app(home: Workspace | str | Path | None = None, *, base_url: str | No
                 ),
                 tags=["CKAN"],
                 response_class=JSONResponse,
+                responses={
+                    400: {"description": "CKAN's bad request: a JSON string naming the problem"},
+                    403: {"description": "CKAN's authorisation error (envelope with success false)"},
+                    404: {"description": "CKAN's not found: unknown action or record (envelope with success false)"},
+                    409: {"description": "CKAN's validation error (envelope with success false)"},
+                },
             )
 
     def feed(fmt: str, media_type: str) -> Any:
@@ -171,6 +192,35 @@ def create_app(home: Workspace | str | Path | None = None, *, base_url: str | No
         response_class=Response,
     )
     return app
+
+
+def _allow_every_method(app: FastAPI) -> None:
+    """Answer 405 with every method the path supports in ``Allow`` (Starlette names only one route's)."""
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.routing import Match
+
+    from exchange import api
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 400 and request.url.path.startswith(api.PREFIX):
+            # FastAPI's "error parsing the body": the exchange answers every bad request as 422.
+            return JSONResponse(
+                {"error": f"the request body is not valid JSON ({exc.detail})", "hint": "send a JSON object"},
+                status_code=422,
+            )
+        if exc.status_code == 405:
+            methods: set[str] = set()
+            for route in app.router.routes:
+                match, _ = route.matches({**request.scope, "method": "GET"})
+                if match is not Match.NONE and getattr(route, "methods", None):
+                    methods |= set(route.methods)  # type: ignore[attr-defined]
+            if methods:
+                headers["Allow"] = ", ".join(sorted(methods))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers or None)
+
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
 
 
 def _bad_request(message: str) -> Response:

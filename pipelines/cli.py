@@ -20,12 +20,24 @@ from rich.console import Console
 from rich.table import Table
 
 # Importing the catalog's command modules registers their commands on catalog_app.
-from pipelines import cli_catalog_io, cli_catalog_review, cli_catalog_search  # noqa: F401
+# Likewise the exchange's command modules on exchange_app.
+from pipelines import (  # noqa: F401  # noqa: F401
+    cli_catalog_io,
+    cli_catalog_review,
+    cli_catalog_search,
+    cli_exchange_applications,
+    cli_exchange_delivery,
+    cli_exchange_monitor,
+    cli_exchange_objections,
+    cli_exchange_uploads,
+    cli_exchange_webhooks,
+)
 from pipelines.cli_audit import audit_app
 from pipelines.cli_catalog import catalog_app
 from pipelines.cli_common import EXIT_HELD, EXIT_OK, HomeOpt, err, out
 from pipelines.cli_common import fail as _fail
 from pipelines.cli_common import user_errors as _user_errors
+from pipelines.cli_exchange import exchange_app, token_app
 from pipelines.cli_quarantine import quarantine_app
 from pipelines.cli_report import report_app
 from pipelines.cli_serve import serve
@@ -42,6 +54,8 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(report_app, name="report")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(audit_app, name="audit")
+app.add_typer(exchange_app, name="exchange")
+app.add_typer(token_app, name="token")
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -427,7 +427,14 @@ def catalog(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
     s = ctx.spec
     store = ctx.catalog()
     store.register(s, source=collected["source"])
-    latest = store.latest_version(s.id)
+    from exchange import publishing
+
+    # The latest version where this workspace publishes: its own store, or a remote exchange.
+    with publishing.target(ctx.workspace) as published:
+        latest = published.latest(s.id)
+        previous = None
+        if (s.publish.mode == "merge" or ctx.merge_with_published) and latest is not None:
+            previous = published.data(latest)
     names = ", ".join(ident(c.name) for c in s.columns)
     # The accepted rows: staged rows the gate did not quarantine (never copied to a file of their own).
     accepted = f"read_parquet({path_lit(ctx.staging / cleanse_mod.STAGED_FILE)})"
@@ -437,13 +444,11 @@ def catalog(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
             f"read_parquet({path_lit(Path(checked['failures']))})) USING ({ident(ROW_COLUMN)}))"
         )
     query = f"SELECT {names} FROM {accepted}"
-    if (s.publish.mode == "merge" or ctx.merge_with_published) and latest is not None:
-        previous = ctx.exchange().read(s.id, latest.number)
-        if previous is not None:
-            keys = ", ".join(ident(k) for k in s.primary_key)
-            kept = ", ".join(f"p.{ident(c.name)}" for c in s.columns)
-            replaced = f"ANTI JOIN {accepted} a USING ({keys}) " if keys else ""  # no key: the rows are added
-            query = f"SELECT {kept} FROM read_parquet({path_lit(previous.data_path)}) p {replaced}UNION ALL {query}"
+    if previous is not None:
+        keys = ", ".join(ident(k) for k in s.primary_key)
+        kept = ", ".join(f"p.{ident(c.name)}" for c in s.columns)
+        replaced = f"ANTI JOIN {accepted} a USING ({keys}) " if keys else ""  # no key: the rows are added
+        query = f"SELECT {kept} FROM read_parquet({path_lit(previous)}) p {replaced}UNION ALL {query}"
     candidate = ctx.staging / CANDIDATE_FILE
     con = connect(ctx.staging / ".spill")
     try:
@@ -484,136 +489,79 @@ def catalog(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
 
 
 def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = None) -> dict[str, Any]:
-    """Commit the candidate to the exchange store, then the catalog version row (the commit point)."""
+    """Commit the candidate as the next version: into the workspace's exchange store, or to a remote exchange.
+
+    The commit itself (unchanged check, schema-change gate, store, catalog row, audit) is
+    :func:`exchange.publishing.commit`, the same on both paths; ``GOVDATA_EXCHANGE_URL`` picks the path.
+    """
     ctx = spec if isinstance(spec, RunContext) else RunContext.make(spec, logical_date, home)
     collected = ctx.read_step("collect")
     checked = ctx.read_step("quality")
     prepared = ctx.read_step("catalog")
     s = ctx.spec
     store = ctx.catalog()
-    exchange = ctx.exchange()
-    latest = store.latest_version(s.id)
-    if latest is not None and latest.fingerprint == prepared["fingerprint"]:
+    from catalog import schema as schema_changes
+    from exchange import publishing
+
+    candidate = ctx.staging / CANDIDATE_FILE
+    with publishing.target(ctx.workspace) as target:
+        if not s.publish.enabled:
+            latest = target.latest(s.id)
+            if latest is None or latest.fingerprint != prepared["fingerprint"]:
+                return ctx.write_step("publish", {"status": "skipped", "version": None, "uri": None, "outputs": {}})
+        version = publishing.prepare(
+            s,
+            run_id=ctx.run_id,
+            collected=collected,
+            checked=checked,
+            prepared=prepared,
+            data=candidate,
+            upstream=_upstream(store, checked),
+        )
+        outcome = target.publish(s, version, candidate)
+    if outcome.status == "unchanged":
         # The same run key may have published it already (a resumed publish): that is not "unchanged".
-        again = "published" if latest.run_id == ctx.run_id else "unchanged"
-        scorecard.record_publication(store, ctx.reports, s.id, ctx.run_id, latest.number, again)
+        again = "published" if outcome.same_run else "unchanged"
+        scorecard.record_publication(store, ctx.reports, s.id, ctx.run_id, outcome.version or 0, again)
         return ctx.write_step(
             "publish",
             {
                 "status": "unchanged",
-                "version": latest.number,
-                "uri": latest.location,
-                "rows": latest.row_count,
-                "content_sha256": latest.content_sha256,
-                "outputs": {"published": latest.location},
+                "version": outcome.version,
+                "uri": outcome.location,
+                "rows": outcome.rows,
+                "content_sha256": outcome.content_sha256,
+                "outputs": {"published": outcome.location},
             },
         )
-    if not s.publish.enabled:
-        return ctx.write_step("publish", {"status": "skipped", "version": None, "uri": None, "outputs": {}})
-    from catalog import lifecycle
-    from catalog import schema as schema_changes
-
-    review = lifecycle.review_mode()  # GOVDATA_CATALOG_REVIEW: does the pipeline publish a new entry itself?
-    # The candidate's schema with the declared lengths (数据长度): a shorter one is a breaking change.
-    lengths = {c.name: c.length for c in s.columns}
-    schema = [{**c, "length": lengths.get(c["name"])} for c in prepared["schema"]]
-    schema_change = None
-    if latest is not None:
-        with store.session() as session:  # a breaking change's pending request commits even when held
-            decision = schema_changes.check(
-                session, s.id, previous_schema=latest.schema, previous_version=latest.number, candidate=schema
-            )
-        if decision.held:
-            held = ctx.write_step(
-                "publish",
-                {
-                    "status": "held",
-                    "version": None,
-                    "uri": None,
-                    "held_because": [decision.reason],
-                    "schema_change": decision.record,
-                    "outputs": {},
-                },
-            )
-            raise schema_changes.SchemaChangeHeld(
-                f"{s.id} run {ctx.run_id} held: {decision.reason}", report=held, hint=decision.hint
-            )
-        schema_change = decision.record
-    candidate = ctx.staging / CANDIDATE_FILE
-    number = (latest.number if latest else 0) + 1
-    exchange.clear_incoming(s.id)
-    if not candidate.is_file():
-        # A previous attempt moved the candidate into the store and died before the catalog row.
-        stored = exchange.read(s.id, number)
-        if stored is None or stored.manifest.get("content_sha256") != prepared["content_sha256"]:
-            raise GovdataError(
-                f"{s.id} run {ctx.run_id}: the prepared version is gone",
-                hint="run the catalog step again (or `govdata run`)",
-            )
-    manifest = {
-        "resource": s.id,
-        "resource_code": s.catalog.resource_code,
-        "version": number,
-        "run_id": ctx.run_id,
-        "created_at": _now(),
-        "rows": prepared["candidate_rows"],
-        "schema": schema,
-        "schema_change": schema_change,
-        "primary_key": s.primary_key,
-        "content_sha256": prepared["content_sha256"],
-        "fingerprint": prepared["fingerprint"],
-        "files": [
+    if outcome.status == "held":
+        held = ctx.write_step(
+            "publish",
             {
-                "path": "data.parquet",
-                "rows": prepared["candidate_rows"],
-                "sha256": prepared["content_sha256"],
-                "bytes": candidate.stat().st_size if candidate.is_file() else None,
-            }
-        ],
-        "quality": {
-            k: checked["quality"][k]
-            for k in ("success", "score", "dimensions", "indicators")
-            if k in checked["quality"]
-        },
-        "lineage": {"source": collected["source"], "source_sha256": collected["source_sha256"], "run_id": ctx.run_id},
-    }
-    exchange.root.mkdir(parents=True, exist_ok=True)
-    copied = candidate.is_file() and candidate.stat().st_dev != exchange.root.stat().st_dev
-    stored = exchange.write(s.id, number, candidate, manifest)
-    # A rename keeps the bytes hashed in the catalog step; a copy to another file system is checked.
-    if copied and sha256_file(stored.data_path) != prepared["content_sha256"]:
-        raise GovdataError(f"{stored.data_path}: checksum differs from the prepared version", hint="run again")
-    store.add_version(
-        s.id,
-        number=number,
-        run_id=ctx.run_id,
-        row_count=prepared["candidate_rows"],
-        content_sha256=prepared["content_sha256"],
-        fingerprint=prepared["fingerprint"],
-        schema=schema,
-        quality=manifest["quality"],
-        lineage=manifest["lineage"],
-        location=str(stored.path),
-        watermark=collected.get("watermark"),
-        schema_change=schema_change,
-        review=review,
-        source_system=collected["source"],
-        upstream=_upstream(store, checked),
-    )
-    scorecard.record_publication(store, ctx.reports, s.id, ctx.run_id, number, "published")
-    entry = store.entry(s.id)
+                "status": "held",
+                "version": None,
+                "uri": None,
+                "held_because": outcome.held_because,
+                "schema_change": outcome.schema_change,
+                "outputs": {},
+            },
+        )
+        raise schema_changes.SchemaChangeHeld(
+            f"{s.id} run {ctx.run_id} held: {'; '.join(outcome.held_because)}", report=held, hint=outcome.hint
+        )
+    scorecard.record_publication(store, ctx.reports, s.id, ctx.run_id, outcome.version or 0, "published")
     return ctx.write_step(
         "publish",
         {
             "status": "published",
-            "version": number,
-            "uri": str(stored.path),
-            "rows": prepared["candidate_rows"],
-            "content_sha256": prepared["content_sha256"],
-            "schema_change": schema_change,
-            "review": review,
-            "entry_status": entry.status if entry is not None else None,
-            "outputs": {"published": str(stored.path)},
+            "version": outcome.version,
+            "uri": outcome.location,
+            "rows": outcome.rows,
+            "content_sha256": outcome.content_sha256,
+            "schema_change": outcome.schema_change,
+            "review": outcome.review,
+            "entry_status": outcome.entry_status,
+            "outputs": {"published": outcome.location},
         },
     )
 
