@@ -5,7 +5,7 @@ UV := .uv/bin/uv
 BIN := .venv/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint format bench bench-quality clean
+.PHONY: help demo test lint format bench bench-quality bench-exchange bench-exchange-incremental clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-8s\033[0m %s\n", $$1, $$2}'
@@ -40,6 +40,14 @@ bench: $(UV) ## Run the benchmarks (several minutes; writes bench/results/)
 bench-quality: $(UV) ## Benchmark the quality step on 10M rows against one SQL pass and GX on pandas (~15 min)
 	$(UV) sync --frozen --quiet
 	$(BIN)/python bench/quality_run.py
+
+bench-exchange: $(UV) ## Load-test the exchange service with wrk on SQLite and PostgreSQL (~9 min; needs wrk)
+	$(UV) sync --frozen --quiet
+	$(BIN)/python bench/exchange_load.py
+
+bench-exchange-incremental: $(UV) ## Benchmark delivering a 5M-row version with 1% changed against a full re-delivery (~10 min; PostgreSQL if up)
+	$(UV) sync --frozen --quiet
+	$(BIN)/python bench/exchange_incremental.py
 
 clean: ## Remove the workspace (var/) and caches
 	rm -rf var .pytest_cache .ruff_cache .mypy_cache

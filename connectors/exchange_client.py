@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 PREFIX = "/exchange/v1"
 #: The chunk size asked for when none is given (the server may answer a smaller one).
 DEFAULT_CHUNK = 8 * 1024 * 1024
+#: How long a commit may take to answer (the server verifies the file's sha256 and Parquet footer first).
+COMMIT_TIMEOUT = 1800.0
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
 _MAX_BACKOFF = 30.0
 _TOKEN_HINT = (
@@ -137,7 +139,8 @@ class ExchangeClient:
 
     def _unreachable(self, reason: str) -> NoReturn:
         raise TransientError(
-            f"the exchange at {self.base_url} did not answer after {self.attempts} attempts ({reason})",
+            f"the exchange at {self.base_url} (GOVDATA_EXCHANGE_URL) did not answer after {self.attempts} "
+            f"attempt(s) ({reason})",
             hint="check GOVDATA_EXCHANGE_URL and the network, then run again: the upload resumes where it stopped",
         )
 
@@ -235,8 +238,14 @@ class ExchangeClient:
         return answer
 
     def commit(self, upload_id: str) -> dict[str, Any]:
-        """Commit a complete upload (the server checks and publishes; committing again answers the same)."""
-        answer: dict[str, Any] = self._call("POST", f"/uploads/{upload_id}/commit").json()
+        """Commit a complete upload (the server checks and publishes; committing again answers the same).
+
+        The server hashes the whole file before it answers, so the answer may take minutes for a
+        large file: the read timeout is :data:`COMMIT_TIMEOUT` (a retry after a timeout would
+        only wait for the same commit again).
+        """
+        timeout = httpx.Timeout(max(self.timeout, COMMIT_TIMEOUT), connect=min(self.timeout, 10.0))
+        answer: dict[str, Any] = self._call("POST", f"/uploads/{upload_id}/commit", timeout=timeout).json()
         return answer
 
     def abort(self, upload_id: str) -> dict[str, Any]:

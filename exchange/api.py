@@ -7,7 +7,10 @@ module-level ``router`` (a :class:`fastapi.APIRouter`); :func:`install` mounts t
 * ``Caller`` — the authenticated :class:`~exchange.identity.Principal`; a missing, malformed,
   unknown, revoked or expired token answers 401 before the endpoint runs.
 * ``DB`` — a session whose transaction commits when the endpoint returns and rolls back when it
-  raises.
+  raises. It commits *before* the answer is sent (FastAPI's dependency scope ``function``): with
+  the default scope the commit ran after the client already had its 2xx, so a client's next
+  request could miss what the previous one wrote (a grant just made by an approval), and a
+  commit that failed was answered as a success.
 * Errors: a :class:`~pipelines.errors.GovdataError` raised anywhere answers
   ``{"error": message, "hint": hint}`` with the status of :func:`exchange.errors.http_status`
   (401, 403, 404, 409, 422, 503); :data:`ERRORS` documents them in the OpenAPI description.
@@ -91,7 +94,7 @@ def _session(request: Request) -> Iterator[Session]:
 
 
 Caller = Annotated[Principal, Depends(_principal)]
-DB = Annotated[Session, Depends(_session)]
+DB = Annotated[Session, Depends(_session, scope="function")]
 
 
 def error_response(exc: GovdataError) -> JSONResponse:

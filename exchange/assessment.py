@@ -35,7 +35,9 @@ objections      异议按时答复率: objections raised in the period against t
                 reported too).
 usage           资源使用率: published entries delivered (a succeeded delivery) or called (a
                 successful data-API call) at least once in the period / published entries. The
-                deliveries, rows, API calls and distinct consumers are reported.
+                file and database deliveries and their rows, the API calls and their rows (the
+                API's daily receipts are not counted again as deliveries), and the distinct
+                consumers are reported.
 ==============  ============================================================================
 
 A measure with nothing to count (no applications, no scorecards in the period, …) is not
@@ -79,6 +81,7 @@ from pipelines.errors import TerminalError
 
 __all__ = [
     "MEASURES",
+    "METHODS",
     "WEIGHTS_ENV",
     "AssessmentError",
     "Weights",
@@ -99,6 +102,19 @@ MEASURES: dict[str, tuple[str, str]] = {
     "quality": ("数据质量评分", "Quality score"),
     "objections": ("异议按时答复率", "Objections answered on time"),
     "usage": ("资源使用率", "Resources used"),
+}
+#: measure key -> how it is computed (the workbook's 说明 sheet and the API's description).
+METHODS: dict[str, str] = {
+    "completeness": "目录完整率 = 13 项核心元数据齐全（每个信息项有中文名称和有效的数据类型代码）的已编目资源数 ÷ 已编目资源数；"
+    "已编目 = 考核期末处于已注册、待发布审核或已发布状态",
+    "coverage": "目录发布率 = 考核期末已发布的资源数 ÷ 已编目资源数",
+    "timeliness": "按时更新率 = 有新版本发布的更新周期数 ÷ 应更新的周期数；应更新的周期 = 考核期内已结束的完整周期"
+    "（自首个版本所在周期起；实时按日计；更新周期为“其他”的资源不参评）",
+    "response": "申请按时办结率 = 在办理时限内办结的申请数 ÷（考核期内办结的申请数 + 办理时限在考核期内、期末仍未办结的申请数）；"
+    "只计本部门审核的有条件共享申请；用时按工作日计",
+    "quality": "数据质量评分 = 逻辑日期在考核期内的各次运行的质量评分（0–1，GB/T 36344 各维度）的平均值",
+    "objections": "异议按时答复率 = 在答复时限内答复的异议数 ÷ 考核期内对本部门资源提出的异议数",
+    "usage": "资源使用率 = 考核期内至少被成功交付或成功调用（接口服务）一次的已发布资源数 ÷ 考核期末已发布的资源数",
 }
 CATALOGUED = ("registered", "publication_pending", "published")
 #: Application statuses that are a reviewer's decision (a withdrawal by the applicant is not).
@@ -456,7 +472,7 @@ def _usage(
         e: (int(n), int(rows or 0))
         for e, n, rows in session.execute(
             select(Delivery.entry_id, func.count(), func.sum(Delivery.rows))
-            .where(Delivery.entry_id.in_(ids), ok, at >= since, at < until)
+            .where(Delivery.entry_id.in_(ids), ok, Delivery.mode != "api", at >= since, at < until)
             .group_by(Delivery.entry_id)
         )
     }
@@ -866,8 +882,11 @@ def tables(result: dict[str, Any], *, label: str | None = None) -> list[Any]:
             *[[h(f"权重·{zh}", en), weights[k]] for k, (zh, en) in MEASURES.items()],
             [
                 h("总分", "Total"),
-                "参评指标得分按权重加权平均 ×100；无可计数据的指标不参评 (weighted mean of the evaluated measures × 100)",
+                "总分 = Σ(权重 × 得分) ÷ Σ(参评指标的权重) × 100；无可计数据的指标不参评 "
+                "(weighted mean of the evaluated measures × 100)",
             ],
+            [h("参评权重占比", "Weight evaluated"), "参评指标的权重之和 ÷ 全部权重之和"],
+            *[[h(f"计算方法·{zh}", f"Method: {en}"), METHODS[k]] for k, (zh, en) in MEASURES.items()],
             [h("时区", "Time zone"), "Asia/Shanghai"],
         ],
     )

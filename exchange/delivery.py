@@ -88,7 +88,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from catalog.models import Entry, Version, utcnow
-from exchange import audit, notify
+from exchange import audit, changes, notify
 from exchange.delivery_masking import mask_for_grant, plan_rules
 from exchange.errors import AuthError, Conflict, Forbidden, NotFound, http_status
 from exchange.identity import KEY_PREFIX, Principal, hash_token, split_token
@@ -231,14 +231,21 @@ def grant_for(session: Session, grant_id: int, principal: Principal, *, purpose:
 
     ``receive`` (download): the subscriber department with ``exchange:deliver``. ``deliver``
     (run a database delivery): that, or the city admin (``exchange:admin``). ``view`` (versions,
-    receipts): the subscriber department or a city-level user. Another department never learns
+    receipts): both sides of the grant, the subscriber and the providing department (which sees
+    the grant and its receipts anyway), and city-level users. Another department never learns
     that the grant exists.
     """
     grant = session.get(Grant, grant_id) if 0 < grant_id <= MAX_INT else None
     own = grant is not None and principal.department is not None and principal.department == grant.department_uscc
     admin = purpose == "deliver" and "exchange:admin" in principal.scopes
     city_view = purpose == "view" and principal.city
-    if grant is None or not (own or admin or city_view):
+    provider_view = (
+        purpose == "view"
+        and grant is not None
+        and principal.department is not None
+        and principal.department == grant.entry.department_uscc
+    )
+    if grant is None or not (own or admin or city_view or provider_view):
         raise NotFound(
             f"no grant {grant_id} of your department",
             hint="list your department's grants; a grant is used by the department it was granted to",
@@ -501,6 +508,10 @@ def _build_changes(
             raise SourceError(f"{path}: the version's data file does not exist", hint="check the exchange store")
     key = grant.key
     old_src, new_src = f"read_parquet({path_lit(base.data_path)})", f"read_parquet({path_lit(new.data_path)})"
+    index = changes.index_of(new.data_path.parent) if new.number == base.number + 1 else None
+    if index is not None:
+        # Only the rows that differ between the two versions, found once when the version was stored.
+        old_src, new_src = (f"read_parquet({path_lit(p)})" for p in index)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.incoming")
     con = connect(work_dir / ".duckdb")
     try:

@@ -4,7 +4,13 @@ Where
     The grant's ``target`` names the place, never a secret: ``{"url_env": "SUBSCRIBER_DB_URL",
     "table": "insured_persons", "schema": "exchange"}`` (``schema`` optional). The environment
     variable holds a SQLAlchemy URL: PostgreSQL (``postgresql+psycopg://``), MySQL/MariaDB
-    (``mysql+pymysql://``), or SQLite for the embedded default (``sqlite:///…``).
+    (``mysql+pymysql://``), or SQLite for the embedded default (``sqlite:///…``); any other
+    scheme is refused before anything connects. The platform's own settings (``GOVDATA_*``, such
+    as its catalog URL or the masking key) are never a target. Names are plain SQL names (letters,
+    digits, ``_``), quoted by SQLAlchemy, so a reserved word works and nothing is injected. An
+    error names the table and where it is (backend, host, port, database: never the user or the
+    password, which is also scrubbed from any driver message) in the receipt, the audit log and
+    the log.
 
 What
     The same masked content a file delivery carries (:func:`exchange.delivery.build_delivery`):
@@ -13,17 +19,25 @@ What
     version's schema, except that a masked item is text): text keys ``VARCHAR(255)`` (hashed ones
     ``VARCHAR(64)``), other text ``TEXT``, integers ``BIGINT``, decimals ``NUMERIC(p, s)``,
     floats ``DOUBLE``, dates, time stamps (PostgreSQL keeps the zone; MySQL and SQLite get UTC),
-    booleans; the version's primary key is the table's. Rows are upserted by the key (PostgreSQL
+    booleans; the version's primary key is the table's. A table that exists is checked first:
+    every delivered column there, of a fitting kind (text, number, date, time stamp…) and, for
+    PostgreSQL and MySQL, wide enough for the longest delivered value; no other ``NOT NULL``
+    column without a default; the key its primary key or a unique index. Each refusal names the
+    column; nothing is written. Rows are upserted by the key (PostgreSQL
     ``INSERT … ON CONFLICT DO UPDATE``, MySQL/MariaDB ``INSERT … ON DUPLICATE KEY UPDATE``,
     SQLite ``ON CONFLICT``), deleted keys deleted; a full delivery first empties the table, so
-    the table mirrors the version.
+    the table mirrors the version. ``full`` asks for that whole version again even when the table
+    holds an earlier one (or this one): a re-delivery, when the subscriber doubts its copy.
 
 One version, one transaction
     The rows and a bookkeeping row in ``govdata_deliveries`` (table, version, sha256 of the
     delivered file, rows, delivered_at, in the target's own database and schema) are written in
     one transaction. A delivery that fails half-way leaves the table as it was (the previous
     version, intact); a retry first reads the bookkeeping: if the version is recorded, it is
-    there, and nothing is written again (the receipt says so); if not, it is applied whole. The
+    there, and nothing is written again (the receipt says so, with no rows); if not, it is
+    applied whole. The changes are computed since the version the bookkeeping names when this
+    grant wrote it (another grant may mask differently: then the full version); a table dropped
+    since is delivered again in full. The
     bookkeeping's primary key (table, version) stops two concurrent deliveries of one version
     from both committing. Rows go in batches of ``GOVDATA_DELIVERY_BATCH_ROWS`` (default 5,000)
     read from the file's Parquet record batches and sent with ``executemany``.
@@ -31,7 +45,9 @@ One version, one transaction
 Retries
     A transient failure (the database unreachable or gone mid-delivery: SQLAlchemy's
     ``OperationalError``, ``InterfaceError``, a ``DBAPIError`` that invalidated the connection,
-    or a :class:`~pipelines.errors.TransientError`) is retried up to ``GOVDATA_DELIVERY_RETRIES``
+    or a :class:`~pipelines.errors.TransientError`; from MySQL only lost connections, lock
+    timeouts, deadlocks and too many connections, since PyMySQL calls most server errors
+    operational) is retried up to ``GOVDATA_DELIVERY_RETRIES``
     times (default 4, so 5 attempts), waiting ``GOVDATA_DELIVERY_BACKOFF`` seconds (default 1)
     times 2^(attempt − 1), times a random factor in [0.5, 1.5), at most 60 s. Any other error
     fails at once. Every attempt is counted on the receipt. A use of the grant is taken when the
@@ -54,6 +70,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -111,8 +128,16 @@ DEFAULT_BACKOFF = 1.0
 MAX_DELAY = 60.0
 DEFAULT_BATCH_ROWS = 5000
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_SQL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_SQL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+#: The platform's own settings (its catalog URL, the masking key, …) are never a delivery target.
+_PLATFORM_ENV_PREFIX = "GOVDATA_"
+#: The databases a delivery writes into (SQLAlchemy backend names; any installed driver).
+BACKENDS = ("postgresql", "mysql", "mariadb", "sqlite")
+_SCHEME = re.compile(r"[a-z][a-z0-9]*(?:\+[a-z0-9_]+)?")
+#: MySQL/MariaDB error codes worth a retry: lock wait timeout, deadlock, too many connections,
+#: server shutdown, connection killed; and the client's own (2000 and up: cannot connect, gone away, lost).
+_MYSQL_TRANSIENT = frozenset({1040, 1053, 1205, 1213, 1927})
 
 #: How the retry loop waits (replaced in tests to record the delays instead of sleeping).
 _sleep: Callable[[float], None] = time.sleep
@@ -144,29 +169,43 @@ class Target:
         return value
 
 
+def _shown(value: object) -> str:
+    """A refused name for a message: cut short, never more than 40 characters."""
+    return repr(value[:40] + ("…" if len(value) > 40 else "")) if isinstance(value, str) else repr(value)[:40]
+
+
 def parse_target(grant: GrantInfo) -> Target:
     """The grant's database target, checked: names only (no URL, no secret)."""
     target = grant.target
     hint = 'the grant\'s target must be {"url_env": "ENV_VAR_WITH_URL", "table": "name", "schema": "optional"}'
     if not isinstance(target, Mapping):
         raise SpecError(f"grant {grant.id} names no target database", hint=hint)
-    unknown = sorted(set(target) - {"url_env", "table", "schema"})
+    unknown = sorted(str(k)[:40] for k in set(target) - {"url_env", "table", "schema"})
     if unknown:
         raise SpecError(f"grant {grant.id}: unknown target key(s) {', '.join(map(repr, unknown))}", hint=hint)
     url_env, table, schema = target.get("url_env"), target.get("table"), target.get("schema")
-    if not isinstance(url_env, str) or not _ENV_NAME.match(url_env):
-        raise SpecError(f"grant {grant.id}: target url_env {url_env!r} is not an environment variable name", hint=hint)
+    if not isinstance(url_env, str) or not _ENV_NAME.fullmatch(url_env):
+        # Never echo the value: it may be the URL itself, password included.
+        raise SpecError(f"grant {grant.id}: the target's url_env is not an environment variable name", hint=hint)
+    if url_env.upper().startswith(_PLATFORM_ENV_PREFIX):
+        raise SpecError(
+            f"grant {grant.id}: the target's url_env ${url_env} is one of the platform's own settings, "
+            "which never receive deliveries",
+            hint="name a variable of the subscriber's own, e.g. SUBSCRIBER_DB_URL",
+        )
+    if schema == "":
+        schema = None
     for name, value, optional in (("table", table, False), ("schema", schema, True)):
         if value is None and optional:
             continue
-        if not isinstance(value, str) or not _SQL_NAME.match(value):
+        if not isinstance(value, str) or not _SQL_NAME.fullmatch(value):
             raise SpecError(
-                f"grant {grant.id}: target {name} {value!r} is not a plain SQL name",
+                f"grant {grant.id}: target {name} {_shown(value)} is not a plain SQL name",
                 hint="use letters, digits and _ (at most 63, not starting with a digit)",
             )
-    if table == BOOKKEEPING_TABLE:
-        raise SpecError(f"grant {grant.id}: the target table cannot be {BOOKKEEPING_TABLE}", hint="choose another name")
     assert isinstance(table, str)
+    if table.lower() == BOOKKEEPING_TABLE:
+        raise SpecError(f"grant {grant.id}: the target table cannot be {BOOKKEEPING_TABLE}", hint="choose another name")
     return Target(url_env=url_env, table=table, schema=schema if isinstance(schema, str) else None)
 
 
@@ -215,25 +254,74 @@ def is_transient(exc: BaseException) -> bool:
         return exc.retryable
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(
+    if not isinstance(
         exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, sa_exc.DisconnectionError)
-    )
+    ):
+        return False
+    # PyMySQL calls most server errors "operational" (an unknown column, a full disk's table):
+    # only those that can pass are retried.
+    args = getattr(getattr(exc, "orig", None), "args", ())
+    code = args[0] if args and type(getattr(exc, "orig", None)).__module__.startswith("pymysql") else None
+    if isinstance(code, int):
+        return code in _MYSQL_TRANSIENT or code >= 2000
+    return True
 
 
-def _engine(target: Target) -> Engine:
-    url = target.url()
-    try:
-        return sa.create_engine(url, pool_pre_ping=True)
-    except sa_exc.NoSuchModuleError as exc:
+@dataclass(frozen=True)
+class Connected:
+    """A target's engine, where it points (no user, no password) and the secrets never to show."""
+
+    engine: Engine
+    where: str
+    secrets: tuple[str, ...]
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the URL's password (drivers do not echo it; this makes sure)."""
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def _where(url: sa.URL) -> str:
+    if url.get_backend_name() == "sqlite":
+        return f"sqlite {Path(url.database).name if url.database else ':memory:'}"
+    host = f"{url.host or 'localhost'}" + (f":{url.port}" if url.port else "")
+    return f"{url.get_backend_name()} {host}/{url.database or ''}"
+
+
+def _engine(target: Target) -> Connected:
+    """The engine of ``target``'s database: an allowed backend, its driver installed (nothing connects yet)."""
+    raw = target.url()
+    valid_hint = "e.g. postgresql+psycopg://user:password@host:5432/db or mysql+pymysql://user:password@host/db"
+    scheme = raw.split("://", 1)[0].lower() if "://" in raw else ""
+    if not _SCHEME.fullmatch(scheme):
+        # Not echoed: a mistyped value may be a password.
+        raise TerminalError(f"${target.url_env} does not hold a database URL (dialect+driver://…)", hint=valid_hint)
+    backend = scheme.split("+", 1)[0]
+    if backend not in BACKENDS:
         raise TerminalError(
-            f"${target.url_env} names a database driver that is not installed ({exc})",
+            f"${target.url_env} names {scheme}://, which is not a database a delivery writes into",
+            hint="deliver into PostgreSQL (postgresql+psycopg://), MySQL/MariaDB (mysql+pymysql://) or SQLite "
+            "(sqlite:///path), or choose file delivery",
+        )
+    try:
+        url = sa.make_url(raw)
+    except (sa_exc.ArgumentError, ValueError):
+        raise TerminalError(f"${target.url_env} does not hold a valid SQLAlchemy URL", hint=valid_hint) from None
+    password = url.password if isinstance(url.password, str) else None
+    secrets = tuple(
+        sorted({v for v in (password, quote(password or "", safe=""), raw) if v and len(v) >= 3}, key=len, reverse=True)
+    )
+    try:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    except (sa_exc.NoSuchModuleError, ImportError):
+        raise TerminalError(
+            f"${target.url_env} names the driver {scheme}://, which is not installed",
             hint="install the driver (govdata[postgres] or govdata[mysql]) or correct the URL",
         ) from None
-    except (sa_exc.ArgumentError, ValueError):
-        raise TerminalError(
-            f"${target.url_env} does not hold a valid SQLAlchemy URL",
-            hint="e.g. postgresql+psycopg://user:password@host:5432/db or mysql+pymysql://user:password@host/db",
-        ) from None
+    except (sa_exc.ArgumentError, ValueError, TypeError):
+        raise TerminalError(f"${target.url_env} does not hold a valid SQLAlchemy URL", hint=valid_hint) from None
+    return Connected(engine=engine, where=_where(url), secrets=secrets)
 
 
 # --- tables ------------------------------------------------------------------------------------------
@@ -310,17 +398,79 @@ def target_table(
     return sa.Table(target.table, metadata, *columns, mysql_charset="utf8mb4", mysql_engine="InnoDB")
 
 
-def _check_table(conn: Connection, table: sa.Table, target: Target, primary_key: tuple[str, ...]) -> None:
-    """An existing target table must have every delivered column and the key as its primary key."""
+def _family(t: Any) -> str:
+    """A column type's kind, for comparing what a table has with what is delivered."""
+    if isinstance(t, sa.Boolean):
+        return "boolean"
+    if isinstance(t, (sa.Integer, sa.Numeric, sa.Float)):
+        return "number"
+    if isinstance(t, sa.DateTime):
+        return "timestamp"
+    if isinstance(t, sa.Date):
+        return "date"
+    if isinstance(t, sa.Time):
+        return "time"
+    if isinstance(t, (sa.String, sa.Enum)):
+        return "text"
+    if isinstance(t, (sa.LargeBinary, sa.BINARY, sa.VARBINARY)):
+        return "binary"
+    return "other"  # a type the inspector does not know (SQLite takes any): not judged
+
+
+def _compatible(wanted: str, present: str) -> bool:
+    return wanted == present or present == "other" or {wanted, present} == {"boolean", "number"}
+
+
+def _longest(path: Path, names: list[str]) -> dict[str, int]:
+    """The longest value (in characters) of each text column ``names`` of a delivery file."""
+    if not names:
+        return {}
+    parquet = pq.ParquetFile(path)
+    longest = dict.fromkeys(names, 0)
+    for batch in parquet.iter_batches(batch_size=65_536, columns=names):
+        for name in names:
+            value = pc.max(pc.utf8_length(batch.column(name))).as_py()
+            longest[name] = max(longest[name], int(value or 0))
+    return longest
+
+
+def _check_table(
+    conn: Connection, table: sa.Table, target: Target, primary_key: tuple[str, ...], file: DeliveryFile
+) -> None:
+    """An existing target table must take the delivered rows: every column, of a fitting type and length,
+    no other column that needs a value, and the key as its primary key (or a unique index)."""
     inspector = sa.inspect(conn)
-    present = {c["name"] for c in inspector.get_columns(target.table, schema=target.schema)}
-    missing = [c.name for c in table.columns if c.name not in present]
+    reflected = {str(c["name"]): c for c in inspector.get_columns(target.table, schema=target.schema)}
+    fold = conn.dialect.name in ("mysql", "mariadb", "sqlite")  # column names there ignore case
+    present = {(n.lower() if fold else n): c for n, c in reflected.items()}
+    missing = [c.name for c in table.columns if (c.name.lower() if fold else c.name) not in present]
     if missing:
         raise TerminalError(
             f"the target table {target.qualified} has no column(s) {', '.join(map(repr, missing))}: "
             "it was made for another schema of the data",
             hint=f"add the columns, or drop the table and its rows in {BOOKKEEPING_TABLE} to have it created again",
         )
+    limited: dict[str, int] = {}
+    for column in table.columns:
+        there = present[column.name.lower() if fold else column.name]
+        wanted, has = _family(column.type), _family(there["type"])
+        if not _compatible(wanted, has):
+            raise TerminalError(
+                f"the target table {target.qualified} has the column {column.name!r} as {there['type']}, "
+                f"which cannot hold the delivered {wanted} values ({column.type.compile(conn.dialect)})",
+                hint=f"change the column's type, or drop the table and its rows in {BOOKKEEPING_TABLE} "
+                "to have it created again",
+            )
+        length = getattr(there["type"], "length", None)
+        if wanted == "text" and isinstance(length, int) and conn.dialect.name != "sqlite":
+            limited[column.name] = length
+    for name, longest in _longest(file.path, list(limited)).items():
+        if longest > limited[name]:
+            raise TerminalError(
+                f"the target table {target.qualified} has the column {name!r} with room for {limited[name]} "
+                f"characters, and the delivery has values of {longest}",
+                hint=f"widen the column (at least {longest}), or drop the table to have it created again",
+            )
     pk = inspector.get_pk_constraint(target.table, schema=target.schema).get("constrained_columns") or []
     uniques = [
         set(u.get("column_names") or []) for u in inspector.get_unique_constraints(target.table, schema=target.schema)
@@ -336,6 +486,16 @@ def _check_table(conn: Connection, table: sa.Table, target: Target, primary_key:
             "so rows cannot be upserted",
             hint=f"add PRIMARY KEY ({', '.join(primary_key)}), or drop the table to have it created again",
         )
+    delivered = {c.name.lower() if fold else c.name for c in table.columns}
+    for name, other in present.items():
+        if name in delivered or other.get("nullable", True) or other.get("autoincrement") is True:
+            continue
+        if other.get("default") is None and not other.get("computed") and not other.get("identity"):
+            raise TerminalError(
+                f"the target table {target.qualified} has the column {str(other['name'])!r}, which the delivery "
+                "does not fill, and it is NOT NULL without a default",
+                hint="give the column a default or allow nulls, or drop it",
+            )
 
 
 def _upsert(dialect: str, table: sa.Table, primary_key: tuple[str, ...]) -> Any:
@@ -443,30 +603,45 @@ def _attempt(
     files: dict[int | None, DeliveryFile],
     folder: Path,
     batch_rows: int,
+    full: bool = False,
 ) -> Applied:
     metadata = sa.MetaData(schema=target.schema)
     book = bookkeeping_table(metadata)
     mine = book.c.table_name == target.qualified
     with engine.connect() as conn:
         _ensure_bookkeeping(conn, book)
-        present = conn.execute(sa.select(book).where(mine, book.c.version == new.number)).mappings().first()
+        # A table dropped since (by the subscriber) holds nothing, whatever the bookkeeping says.
+        exists = sa.inspect(conn).has_table(target.table, schema=target.schema)
+        present = (
+            conn.execute(sa.select(book).where(mine, book.c.version == new.number)).mappings().first()
+            if exists and not full
+            else None
+        )
         if present is not None:
             conn.rollback()
             return Applied(
                 True, present["kind"], present["base_version"], int(present["row_count"]), 0, 0, 0, present["sha256"]
             )
-        last = conn.execute(sa.select(sa.func.max(book.c.version)).where(mine)).scalar()
-        exists = sa.inspect(conn).has_table(target.table, schema=target.schema)
+        recorded = conn.execute(
+            sa.select(book.c.version, book.c.grant_id).where(mine).order_by(book.c.version.desc()).limit(1)
+        ).first()
         conn.rollback()
-        if last is not None and last > new.number:
+        last = recorded if exists else None
+        # Bookkeeping of a table that is gone, or a re-delivery: it starts again with this version.
+        restart = full or (recorded is not None and not exists)
+        if last is not None and last.version > new.number:
             raise Conflict(
-                f"the target table {target.qualified} holds version {last} already; delivering version {new.number} "
-                "would take it back",
+                f"the target table {target.qualified} holds version {last.version} already; delivering version "
+                f"{new.number} would take it back",
                 hint="deliver the latest version instead",
             )
-        base = load_version(int(last)) if last is not None and exists else None
+        # The changes since the version the table holds, if this grant wrote it (another grant may mask
+        # otherwise) and it can still be read; else the full version replaces the table's rows.
+        base = None
+        if last is not None and last.grant_id == grant.id and not full:
+            base = load_version(int(last.version))
         if base is not None and (incompatible(base, new, grant.items) or not base.data_path.is_file()):
-            base = None  # the schema changed, or the base is gone: replace the table's rows
+            base = None
         slot = base.number if base is not None else None
         file = files.get(slot)
         if file is None:
@@ -480,40 +655,66 @@ def _attempt(
                 hint="the grant must include every primary-key item (it may be hashed), or deliver by file",
             )
         if exists:
-            _check_table(conn, table, target, new.primary_key)
+            _check_table(conn, table, target, new.primary_key, file)
+            conn.commit()
         else:
-            table.create(conn, checkfirst=True)
-        conn.commit()
+            _create_table(conn, table, target)
+
+        def there(row: sa.RowMapping) -> Applied:
+            return Applied(True, row["kind"], row["base_version"], int(row["row_count"]), 0, 0, 0, row["sha256"])
+
         try:
             with conn.begin():
-                if file.kind == "full":
-                    conn.execute(table.delete())
-                _apply(conn, table, file, new.primary_key, batch_rows)
-                conn.execute(
-                    book.insert().values(
-                        table_name=target.qualified,
-                        version=new.number,
-                        grant_id=grant.id,
-                        entry_id=grant.entry_id,
-                        kind=file.kind,
-                        base_version=file.base_version,
-                        row_count=file.rows,
-                        sha256=file.sha256,
-                        delivered_at=utcnow().replace(tzinfo=None),
-                    )
+                # Looked at again inside the transaction: a delivery running at the same time may
+                # have committed this version since (then it is there, and this one writes nothing).
+                again = (
+                    None
+                    if restart
+                    else conn.execute(sa.select(book).where(mine, book.c.version == new.number)).mappings().first()
                 )
+                if again is None:
+                    if file.kind == "full":
+                        conn.execute(table.delete())
+                    if restart:
+                        conn.execute(book.delete().where(mine, book.c.version >= new.number))
+                    _apply(conn, table, file, new.primary_key, batch_rows)
+                    conn.execute(
+                        book.insert().values(
+                            table_name=target.qualified,
+                            version=new.number,
+                            grant_id=grant.id,
+                            entry_id=grant.entry_id,
+                            kind=file.kind,
+                            base_version=file.base_version,
+                            row_count=file.rows,
+                            sha256=file.sha256,
+                            delivered_at=utcnow().replace(tzinfo=None),
+                        )
+                    )
         except sa_exc.IntegrityError:
             # Another delivery committed this version first: then it is there, exactly once.
             again = conn.execute(sa.select(book).where(mine, book.c.version == new.number)).mappings().first()
             conn.rollback()
             if again is None:
                 raise
-            return Applied(
-                True, again["kind"], again["base_version"], int(again["row_count"]), 0, 0, 0, again["sha256"]
-            )
+            return there(again)
+        if again is not None:
+            return there(again)
     return Applied(
         False, file.kind, file.base_version, file.rows, file.inserted, file.updated, file.deleted, file.sha256
     )
+
+
+def _create_table(conn: Connection, table: sa.Table, target: Target) -> None:
+    """Create the target table; one created by a concurrent delivery meanwhile is as good."""
+    try:
+        table.create(conn, checkfirst=True)
+        conn.commit()
+    except sa_exc.DBAPIError:
+        conn.rollback()
+        if not sa.inspect(conn).has_table(target.table, schema=target.schema):
+            raise
+        conn.rollback()
 
 
 # --- entry points ----------------------------------------------------------------------------------------
@@ -539,8 +740,12 @@ def deliver_to_database(
     policy: RetryPolicy | None = None,
     batch_rows: int | None = None,
     work_dir: Path | None = None,
+    full: bool = False,
 ) -> dict[str, Any]:
     """Deliver ``version`` (default the latest) of grant ``grant_id`` into its target database; returns the receipt.
+
+    ``full``: replace the table's rows with the whole version even if the target holds an earlier
+    version of this grant, or this one (a re-delivery: when the subscriber doubts its copy).
 
     Refusals (no such grant, another delivery method, a grant not active, no version) raise
     before anything is written. Once started, the outcome is in the receipt: ``succeeded``
@@ -587,6 +792,7 @@ def deliver_to_database(
     files: dict[int | None, DeliveryFile] = {}
     attempts = 0
     target: Target | None = None
+    connected: Connected | None = None
 
     def load_version(n: int) -> VersionData | None:
         with store.session() as s2:
@@ -595,39 +801,51 @@ def deliver_to_database(
             except SpecError:
                 return None
 
+    def failure(exc: BaseException) -> str:
+        """The receipt's error: what failed, naming the table and where it is (never the password)."""
+        text = error_text(exc)
+        if target is not None and target.qualified not in text:
+            where = connected.where if connected is not None else f"${target.url_env}"
+            text = f"into {target.qualified} ({where}): {text}"
+        return connected.scrub(text) if connected is not None else text
+
     try:
         target = parse_target(info)
-        engine = _engine(target)
+        connected = _engine(target)
         try:
             while True:
                 attempts += 1
                 _set_attempts(store, receipt, attempts)
                 try:
-                    applied = _attempt(engine, target, info, new, load_version, files, folder, rows_per_batch)
+                    applied = _attempt(
+                        connected.engine, target, info, new, load_version, files, folder, rows_per_batch, full
+                    )
                     break
                 except Exception as exc:
                     if not is_transient(exc) or attempts > policy.retries:
                         raise
                     delay = policy.delay(attempts)
                     log.warning(
-                        "database delivery of grant %d (version %d) into %s: attempt %d failed (%s); retrying in %.1f s",
+                        "database delivery of grant %d (version %d): attempt %d failed (%s); retrying in %.1f s",
                         info.id,
                         number,
-                        target.qualified,
                         attempts,
-                        error_text(exc),
+                        failure(exc),
                         delay,
                     )
                     _sleep(delay)
         finally:
-            engine.dispose()
+            connected.engine.dispose()
     except Exception as exc:
+        tried = list(files.values())[-1] if files else None
         with store.session() as s:
             row = s.get(Delivery, receipt)
             assert row is not None
             row.outcome = "failed"
             row.attempts = attempts
-            row.error = error_text(exc)
+            row.error = failure(exc)
+            if tried is not None:
+                row.kind, row.base_version = tried.kind, tried.base_version
             row.finished_at = utcnow()
             row.latency_ms = (time.perf_counter() - t0) * 1000
             refund_use(s, info.id)
@@ -643,8 +861,14 @@ def deliver_to_database(
     with store.session() as s:
         row = s.get(Delivery, receipt)
         assert row is not None
-        row.kind, row.base_version, row.rows = applied.kind, applied.base_version, applied.rows
-        row.inserted, row.updated, row.deleted = applied.inserted, applied.updated, applied.deleted
+        row.kind, row.base_version = applied.kind, applied.base_version
+        if not applied.already:  # a version already there: nothing written, no rows
+            row.rows, row.inserted, row.updated, row.deleted = (
+                applied.rows,
+                applied.inserted,
+                applied.updated,
+                applied.deleted,
+            )
         row.sha256, row.outcome, row.attempts = applied.sha256, "succeeded", attempts
         row.format = "parquet"
         row.finished_at = utcnow()

@@ -32,7 +32,9 @@ whatever period is chosen.
 
 Definitions
 -----------
-- **rows delivered**: the rows of succeeded deliveries; a failed attempt delivered nothing.
+- **rows delivered**: the rows of succeeded deliveries; a failed attempt delivered nothing. The
+  data API (接口服务) writes one receipt per grant, version and day with the rows of its pages, so
+  these counts include the API's rows; :func:`consumers` separates the two.
 - **API call success**: an HTTP status from 200 to 399; anything else counts as failed.
 - **latency percentiles**: ``percentile_cont`` (linear interpolation between the two nearest
   ranks), computed in SQL with window functions (``row_number`` over the values in order), so
@@ -62,7 +64,6 @@ from sqlalchemy.orm import Session
 from catalog.models import AuditEvent, Department, Entry, User, Version
 from exchange.audit import record
 from exchange.calendar import SHANGHAI, CalendarError, WorkdayCalendar, default_calendar
-from exchange.errors import NotFound
 from exchange.models import ApiCall, Application, Delivery, Grant, Notification, Objection, Upload, Webhook
 from pipelines.errors import TerminalError
 
@@ -201,10 +202,17 @@ def check_format(value: str) -> str:
 
 
 def check_department(session: Session, value: str) -> str:
-    """The USCC of department ``value`` (any case); :class:`ScopeError` if malformed, :class:`NotFound` if unknown."""
+    """The USCC of department ``value`` (any case); :class:`ScopeError` if malformed or unknown.
+
+    An unknown department is a bad filter value (422), not a missing record: the path exists.
+    """
     text = check_format(value)
     if session.get(Department, text) is None:
-        raise NotFound(f"no department {text}", hint="GET /exchange/v1/monitor/summary lists the departments")
+        known = ", ".join(f"{u} {n}" for u, n in list(department_names(session).items())[:10])
+        raise ScopeError(
+            f"department {text} is not a department of the platform",
+            hint=f"give one of: {known}" if known else "no department is registered yet",
+        )
     return text
 
 
@@ -739,18 +747,22 @@ def freshness(session: Session, scope: Scope, *, now: dt.datetime | None = None)
 
 
 def consumers(session: Session, scope: Scope, *, limit: int = 10) -> dict[str, Any]:
-    """Subscriber departments ranked by rows delivered, with their deliveries, API calls and API rows.
+    """Subscriber departments ranked by rows received, with their deliveries, API calls and API rows.
 
-    With a department filter: the consumers of that department's resources.
+    ``deliveries`` and ``rows`` are the succeeded file and database deliveries; ``api_calls`` and
+    ``api_rows`` the data API's calls (the API's daily receipts are left out of ``deliveries``: their
+    rows are the calls' rows, which would count twice). ``resources``: the distinct resources
+    received either way. With a department filter: the consumers of that department's resources.
     """
     provider = Scope(scope.since, scope.until, scope.department, "provider")
     ok = Delivery.outcome == "succeeded"
+    pushed = and_(ok, Delivery.mode != "api")
     d_q = (
         select(
             Delivery.department_uscc,
-            _count_if(ok),
-            _sum_if(ok, Delivery.rows),
-            func.count(func.distinct(Delivery.entry_id)),
+            _count_if(pushed),
+            _sum_if(pushed, Delivery.rows),
+            func.count(func.distinct(case((ok, Delivery.entry_id)))),  # resources received, not only tried
         )
         .where(*_delivery_filter(provider))
         .group_by(Delivery.department_uscc)
@@ -858,7 +870,7 @@ def audit_events(session: Session, scope: Scope, *, limit: int = 50) -> dict[str
 
 
 def notifications(session: Session, scope: Scope, *, limit: int = 20) -> dict[str, Any]:
-    """Webhook notifications created in the period: counts by status and by event, and the latest failures.
+    """Webhook notifications created in the period: counts by status and by event, the latest ones and the latest failures.
 
     A failure is a notification that failed for good, or one still pending after a failed attempt.
     """
@@ -887,16 +899,13 @@ def notifications(session: Session, scope: Scope, *, limit: int = 20) -> dict[st
     failing = or_(
         Notification.status == "failed", and_(Notification.status == "pending", Notification.last_error.is_not(None))
     )
-    q = (
-        select(Notification)
-        .where(*where, failing)
-        .order_by(Notification.created_at.desc(), Notification.id.desc())
-        .limit(max(1, limit))
-    )
-    found = list(session.scalars(q))
-    names = department_names(session, {n.department_uscc for n in found})
-    latest = [
-        {
+    newest = (Notification.created_at.desc(), Notification.id.desc())
+    found = list(session.scalars(select(Notification).where(*where, failing).order_by(*newest).limit(max(1, limit))))
+    recent = list(session.scalars(select(Notification).where(*where).order_by(*newest).limit(max(1, limit))))
+    names = department_names(session, {n.department_uscc for n in [*found, *recent]})
+
+    def item(n: Notification) -> dict[str, Any]:
+        return {
             "id": n.id,
             "department": n.department_uscc,
             "department_name": names.get(n.department_uscc),
@@ -906,16 +915,17 @@ def notifications(session: Session, scope: Scope, *, limit: int = 20) -> dict[st
             "last_status": n.last_status,
             "last_error": (n.last_error or "")[:1000],
             "created_at": _utc(n.created_at),
+            "sent_at": _utc(n.sent_at),
             "next_attempt_at": _utc(n.next_attempt_at),
         }
-        for n in found
-    ]
+
     return {
         "scope": scope.as_dict(),
         "total": sum(counts.values()),
         "counts": counts,
         "by_event": by_event,
-        "latest_failures": latest,
+        "latest": [item(n) for n in recent],
+        "latest_failures": [item(n) for n in found],
     }
 
 

@@ -40,7 +40,9 @@ the missing entry, so every version is audited exactly once.
   ``GOVDATA_EXCHANGE_TOKEN`` (or in the file named by ``GOVDATA_EXCHANGE_TOKEN_FILE``). The
   publish step uploads the candidate Parquet file in chunks with the prepared manifest and the
   spec document (:mod:`connectors.exchange_client`); the server verifies size, sha256 and the
-  Parquet footer, then commits through :func:`commit` (:mod:`exchange.uploads`).
+  Parquet footer, then commits through :func:`commit` (:mod:`exchange.uploads`). A request that
+  fails transiently (no connection, a timeout, a 5xx answer) is tried ``GOVDATA_EXCHANGE_ATTEMPTS``
+  times (default 6, backoff from 0.5 s doubling) before the run fails; the next run resumes the upload.
 
 In remote mode the catalog step learns the latest published version from the server
 (``GET /exchange/v1/publishing/{entry}/latest``: number, fingerprint, run id, watermark,
@@ -84,6 +86,7 @@ if TYPE_CHECKING:
     from pipelines.workspace import Workspace
 
 __all__ = [
+    "EXCHANGE_ATTEMPTS_ENV",
     "EXCHANGE_TOKEN_ENV",
     "EXCHANGE_TOKEN_FILE_ENV",
     "EXCHANGE_URL_ENV",
@@ -108,6 +111,9 @@ log = logging.getLogger(__name__)
 EXCHANGE_URL_ENV = "GOVDATA_EXCHANGE_URL"
 EXCHANGE_TOKEN_ENV = "GOVDATA_EXCHANGE_TOKEN"
 EXCHANGE_TOKEN_FILE_ENV = "GOVDATA_EXCHANGE_TOKEN_FILE"
+EXCHANGE_ATTEMPTS_ENV = "GOVDATA_EXCHANGE_ATTEMPTS"
+#: How often a request to a remote exchange is tried before the run fails (backoff 0.5 s, doubling).
+DEFAULT_ATTEMPTS = 6
 #: The audit action of a committed version.
 PUBLISH_ACTION = "version.publish"
 _LOCKS = ".locks"
@@ -688,6 +694,19 @@ def _token(environ: Mapping[str, str]) -> str:
     return token
 
 
+def _attempts(environ: Mapping[str, str]) -> int:
+    """How often a request to the exchange is tried (``GOVDATA_EXCHANGE_ATTEMPTS``, 1 to 20, default 6)."""
+    raw = environ.get(EXCHANGE_ATTEMPTS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_ATTEMPTS
+    if not raw.isdigit() or not 1 <= int(raw) <= 20:
+        raise SpecError(
+            f"{EXCHANGE_ATTEMPTS_ENV}={raw[:40]!r} is not a whole number from 1 to 20",
+            hint=f"unset it (default {DEFAULT_ATTEMPTS}) or give how often a request to the exchange is tried",
+        )
+    return int(raw)
+
+
 def target(workspace: Workspace, environ: Mapping[str, str] | None = None) -> LocalTarget | RemoteTarget:
     """Where runs of ``workspace`` publish: :class:`RemoteTarget` when ``GOVDATA_EXCHANGE_URL`` is set."""
     env = os.environ if environ is None else environ
@@ -697,7 +716,7 @@ def target(workspace: Workspace, environ: Mapping[str, str] | None = None) -> Lo
     from connectors.exchange_client import ExchangeClient
 
     try:
-        client = ExchangeClient(url, _token(env))
+        client = ExchangeClient(url, _token(env), attempts=_attempts(env))
     except TerminalError as exc:
         raise SpecError(f"{EXCHANGE_URL_ENV}: {exc.message}", hint=exc.hint) from None
     return RemoteTarget(client, workspace.state / "published")

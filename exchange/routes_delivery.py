@@ -5,7 +5,8 @@
                                                     a version (Parquet or CSV), streamed; headers carry the
                                                     version, rows, sha256 and receipt id
 ``GET  /grants/{id}/versions``                      the resource's versions and the one last delivered
-``POST /grants/{id}/deliver``                       run a database delivery now (the subscriber or the city admin)
+``POST /grants/{id}/deliver``                       run a database delivery now (the subscriber or the city admin);
+                                                    ``full`` replaces the table's rows with the whole version
 ``GET  /deliveries``                                receipts: the department's (as subscriber and as provider);
                                                     city-level users see all
 ``GET  /data/{id}``                                 the data API: pages of masked rows, authenticated by the
@@ -101,6 +102,10 @@ class DeliverIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int | None = Field(default=None, ge=1, le=MAX_INT, description="default: the latest version")
+    full: bool = Field(
+        default=False,
+        description="replace the table's rows with the whole version, even if the target holds it or an earlier one",
+    )
 
 
 class DataPage(BaseModel):
@@ -200,6 +205,7 @@ def deliver(grant_id: GrantId, request: Request, caller: Caller, body: DeliverIn
         actor=caller.user,
         version=body.version if body else None,
         work_dir=_work_dir(request),
+        full=body.full if body else False,
     )
     if receipt["outcome"] != "succeeded":
         message = (

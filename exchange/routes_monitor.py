@@ -12,7 +12,8 @@ Filters, on every endpoint (see :mod:`exchange.monitoring`):
   also takes ``period`` (``2026Q4``, ``2026H2``, ``2026-11``, ``2026``) instead.
 * ``department``: a USCC; ``side``: ``provider``, ``subscriber`` or ``any``.
 
-A bad value answers 422 naming the parameter, an unknown department 404.
+A bad value (a malformed date, ``since`` not before ``until``, a period longer than
+:data:`~exchange.monitoring.MAX_SPAN_DAYS` days, an unknown department) answers 422 naming the parameter.
 
 The dashboard (:data:`pages`, mounted at the application root, not under ``/exchange/v1``):
 ``GET /dashboard`` is the page, ``GET /dashboard/assets/<file>`` its script, stylesheet and the
@@ -366,16 +367,17 @@ class EventCount(BaseModel):
     failed: int
 
 
-class NotificationFailure(BaseModel):
+class NotificationItem(BaseModel):
     id: int
     department: str
     department_name: str | None
     event: str
-    status: str
+    status: Literal["pending", "sent", "failed"]
     attempts: int
     last_status: int | None
     last_error: str
     created_at: dt.datetime | None
+    sent_at: dt.datetime | None
     next_attempt_at: dt.datetime | None
 
 
@@ -384,7 +386,10 @@ class Notifications(BaseModel):
     total: int
     counts: NotificationCounts
     by_event: list[EventCount]
-    latest_failures: list[NotificationFailure]
+    latest: list[NotificationItem] = Field(description="the newest notifications of the period, any status")
+    latest_failures: list[NotificationItem] = Field(
+        description="the newest failures: failed for good, or still pending after a failed attempt"
+    )
 
 
 class Completeness(BaseModel):

@@ -2,6 +2,10 @@
 
 A user creates and revokes its own tokens; the city admin may do so for anyone. The token itself
 is in the answer to its creation only.
+
+A token never makes a wider one: a token a user makes for itself holds at most the scopes of the
+token that made it (without ``scopes``: exactly those). Otherwise a token narrowed to
+``catalog:read`` could mint one with every scope of its role, and narrowing would protect nothing.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from pydantic import BaseModel, Field
 
 from catalog.models import User
 from exchange.api import DB, ERRORS, Caller
-from exchange.errors import NotFound
-from exchange.identity import SCOPES, create_token, list_tokens, revoke_token
+from exchange.errors import Forbidden, NotFound
+from exchange.identity import ROLE_SCOPES, SCOPES, create_token, list_tokens, revoke_token
 from exchange.models import ApiToken
 
 router = APIRouter(tags=["identity"], responses=ERRORS)
@@ -38,7 +42,11 @@ class Me(BaseModel):
 class TokenIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     scopes: list[Scope] | None = Field(
-        min_length=1, default=None, description=f"some of: {', '.join(SCOPES)}; omitted: all the role allows"
+        min_length=1,
+        default=None,
+        description=f"some of: {', '.join(SCOPES)}, at most those of the token making it; omitted: the making "
+        "token's scopes for the caller's own token (all the role allows for a full token), all the role "
+        "allows for another user's",
     )
     expires_at: dt.datetime | None = None
     user: str | None = Field(default=None, max_length=64, description="for another user (city admin only)")
@@ -94,13 +102,23 @@ def tokens(caller: Caller, db: DB) -> list[dict[str, Any]]:
 @router.post("/tokens", response_model=NewToken, status_code=201, summary="Create a token (shown once)")
 def create(body: TokenIn, caller: Caller, db: DB) -> dict[str, Any]:
     owner = body.user or caller.user
+    scopes = body.scopes
     if owner != caller.user:
         caller.require("exchange:admin")
         if db.get(User, owner) is None:
             raise NotFound(f"no user {owner!r}", hint="list users with `govdata catalog users`")
-    row, token = create_token(
-        db, owner, name=body.name, scopes=body.scopes, expires_at=body.expires_at, actor=caller.user
-    )
+    else:
+        scopes = sorted(caller.scopes) if scopes is None else scopes
+        # Scopes the role may not hold at all are refused by create_token, naming the role.
+        beyond = sorted((set(scopes) & ROLE_SCOPES[caller.role]) - caller.scopes)
+        if beyond:
+            raise Forbidden(
+                f"this token may not make a token with the scope(s) {', '.join(map(repr, beyond))}: "
+                f"it holds only {', '.join(sorted(caller.scopes))}",
+                hint="ask for at most the scopes of this token, or make the token with a full token "
+                "(or `govdata token create`)",
+            )
+    row, token = create_token(db, owner, name=body.name, scopes=scopes, expires_at=body.expires_at, actor=caller.user)
     return {**_out(row), "token": token}
 
 

@@ -83,9 +83,16 @@ class _BoundedRoute(APIRoute):
             wrapped = _BoundedRequest(request.scope, request.receive)
             wrapped.limit = limit
             try:
-                return await handler(wrapped)
+                # Read (and cache) the body here: FastAPI turns any error while it reads a body
+                # into a 400 "error parsing the body", which would hide the 413.
+                await wrapped.body()
             except _TooLargeBody as exc:
-                return _too_large(f"the request body is larger than {exc.limit} bytes", "send smaller chunks")
+                return _too_large(
+                    f"the request body is larger than {exc.limit} bytes",
+                    "send smaller chunks" if chunks else "send a smaller request",
+                )
+            try:
+                return await handler(wrapped)
             except uploads.TooLarge as exc:
                 return _too_large(exc.message, exc.hint or "send less")
 

@@ -11,6 +11,7 @@ exchange adds its own routes to the same app.
 ``GET /catalog.ttl``                   the DCAT-AP 3 feed as Turtle (:mod:`catalog.dcat`)
 ``GET /catalog.jsonld``                the same feed as JSON-LD
 ``GET /openapi.json``                  the OpenAPI description of the service
+``GET /dashboard``                     the platform admins' monitoring dashboard (:mod:`exchange.routes_monitor`)
 =====================================  ============================================================
 
 FastAPI's interactive ``/docs`` and ``/redoc`` pages are switched off: they load Swagger UI and
@@ -94,6 +95,7 @@ def create_app(home: Workspace | str | Path | None = None, *, base_url: str | No
                 "dcat_jsonld": f"{base}/catalog.jsonld",
                 "openapi": f"{base}/openapi.json",
                 "health": f"{base}/healthz",
+                "dashboard": f"{base}/dashboard",
             },
         }
 
@@ -137,6 +139,9 @@ def create_app(home: Workspace | str | Path | None = None, *, base_url: str | No
 
     api.install(app)
     _allow_every_method(app)
+    from exchange.routes_monitor import mount_dashboard
+
+    mount_dashboard(app)  # /dashboard: the platform admins' monitoring page
 
     for prefix, key in (("/api/3/action", "ckan_action_v3"), ("/api/action", "ckan_action")):
         for method in ("GET", "POST"):

@@ -1,6 +1,7 @@
 """The exchange store: versioned Parquet plus a manifest per resource, committed atomically.
 
-Layout: ``<root>/<resource>/v<NNNNNN>/{data.parquet, manifest.json}``. A version is written in a
+Layout: ``<root>/<resource>/v<NNNNNN>/{data.parquet, manifest.json}``, plus the change index
+against the version before (``changes.old.parquet``, ``changes.new.parquet``; :mod:`exchange.changes`). A version is written in a
 hidden ``.incoming-*`` folder and renamed into place in one step, so a reader sees a whole version
 or none. The catalog row is written after the rename (the commit point); a version folder
 without a catalog row is an interrupted publish and is re-used or cleared by the next one.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from exchange import changes
 from pipelines.files import sha256_file
 
 __all__ = ["DATA_FILE", "MANIFEST_FILE", "LocalExchangeStore", "StoredVersion", "sha256_file"]
@@ -85,7 +87,18 @@ class LocalExchangeStore:
         incoming.mkdir(parents=True)
         shutil.move(str(data), incoming / DATA_FILE)
         (incoming / MANIFEST_FILE).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
-        for f in (incoming / DATA_FILE, incoming / MANIFEST_FILE):
+        files = [incoming / DATA_FILE, incoming / MANIFEST_FILE]
+        previous = self.read(resource, number - 1) if number > 1 else None
+        key = manifest.get("primary_key")
+        # The rows that differ from the version before, for incremental deliveries (exchange.changes).
+        if (
+            previous is not None
+            and isinstance(key, list)
+            and key
+            and changes.build_index(previous.data_path, incoming / DATA_FILE, [str(k) for k in key], incoming)
+        ):
+            files += [incoming / changes.OLD_FILE, incoming / changes.NEW_FILE]
+        for f in files:
             with f.open("rb") as fh:
                 os.fsync(fh.fileno())
         _fsync_dir(incoming)

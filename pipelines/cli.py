@@ -21,7 +21,7 @@ from rich.table import Table
 
 # Importing the catalog's command modules registers their commands on catalog_app.
 # Likewise the exchange's command modules on exchange_app.
-from pipelines import (  # noqa: F401  # noqa: F401
+from pipelines import (  # noqa: F401
     cli_catalog_io,
     cli_catalog_review,
     cli_catalog_search,
@@ -34,7 +34,7 @@ from pipelines import (  # noqa: F401  # noqa: F401
 )
 from pipelines.cli_audit import audit_app
 from pipelines.cli_catalog import catalog_app
-from pipelines.cli_common import EXIT_HELD, EXIT_OK, HomeOpt, err, out
+from pipelines.cli_common import EXIT_ERROR, EXIT_HELD, EXIT_OK, HomeOpt, err, out
 from pipelines.cli_common import fail as _fail
 from pipelines.cli_common import user_errors as _user_errors
 from pipelines.cli_exchange import exchange_app, token_app
@@ -202,6 +202,11 @@ def demo(
 
     with _user_errors():
         users = seed_demo_users(ws, specs, folder)
+    from exchange import demo as exchange_demo
+
+    err.print("[bold]交换 Exchange[/] · applications, reviews, deliveries", highlight=False)
+    with _user_errors():
+        exchanged = exchange_demo.run(ws, users)
     out.print("\n[bold]Summary[/]")
     for s, r in reports:
         rows = r["rows"]
@@ -227,8 +232,11 @@ def demo(
     out.print("\nCatalog users (act as one with --as ID):", style="bold")
     for u in users:
         out.print(f"  {u['id']:<28} {u['role']:<11} {u['name']}", highlight=False)
+    out.print()
+    for line in exchange_demo.summary_lines(exchanged):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     held = [r for _, r in reports if r["status"] == "held"]
-    raise typer.Exit(EXIT_HELD if held else EXIT_OK)
+    raise typer.Exit(EXIT_ERROR if exchanged.failed else EXIT_HELD if held else EXIT_OK)
 
 
 @app.command()
@@ -264,6 +272,7 @@ def status(
     out.print(table)
 
 
+app.command("assess")(cli_exchange_monitor.assess)  # the periodic assessment (考核) of the departments
 app.command("serve")(serve)  # after the commands on datasets in `govdata --help`
 
 

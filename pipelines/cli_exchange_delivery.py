@@ -114,6 +114,9 @@ def deliver(
     version: Annotated[
         int | None, typer.Option("--version", help="Which version (default: the latest).", min=1)
     ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="The whole version again, even if the target holds it (one grant).")
+    ] = False,
     acting: ActorOpt = None,
     home: HomeOpt = None,
 ) -> None:
@@ -126,8 +129,8 @@ def deliver(
             raise SpecError("give a grant id or --due (not both)", hint="e.g. `govdata exchange deliver 3 --as USER`")
         platform = store(home)
         if due:
-            if version is not None:
-                raise SpecError("--version applies to one grant, not to --due", hint="drop --version")
+            if version is not None or full:
+                raise SpecError("--version and --full apply to one grant, not to --due", hint="drop them")
             who = None
             if acting:
                 with platform.session() as s:
@@ -141,7 +144,11 @@ def deliver(
             who = actor(acting)
             with platform.session() as s:
                 grant_for(s, grant, principal(s, who), purpose="deliver")
-            receipts = [deliver_to_database(platform, grant, actor=who, version=version, work_dir=_workspace_tmp(home))]
+            receipts = [
+                deliver_to_database(
+                    platform, grant, actor=who, version=version, full=full, work_dir=_workspace_tmp(home)
+                )
+            ]
     for receipt in receipts:
         _print_receipt(receipt)
     if any(r["outcome"] != "succeeded" for r in receipts):

@@ -2,7 +2,10 @@
 
 Run on the exchange's host against its workspace: it lists the uploads in the platform database
 (:mod:`exchange.uploads`) and, with ``--clean``, expires the ones idle for longer than
-``GOVDATA_UPLOAD_TTL_HOURS`` and deletes part files that no open upload owns.
+``GOVDATA_UPLOAD_TTL_HOURS`` and deletes part files that no open upload owns. Without ``--as``
+it lists every department's uploads (the host's operator); with ``--as USER`` what that user
+may see through the API (its department's, or every one for the city admin), and the expiries
+are audited under that user.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import typer
 from rich.table import Table
 
 from pipelines.cli_common import ActorOpt, HomeOpt, out, user_errors
-from pipelines.cli_exchange import exchange_app, store
+from pipelines.cli_exchange import exchange_app, principal, store
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -51,12 +54,16 @@ def uploads_command(
         workspace = Workspace.from_env(home)
         limits = uploads.Limits.from_env()
         platform = store(home)
+        caller = None
+        if acting is not None and acting.strip():
+            with platform.session() as session:  # a known, active user; it sees its department's uploads
+                caller = principal(session, acting)
         cleaned = None
         if clean:
             with platform.session() as session:
-                cleaned = uploads.clean(session, workspace, limits, actor=(acting or "").strip() or "govdata")
+                cleaned = uploads.clean(session, workspace, limits, actor=caller.user if caller else "govdata")
         with platform.session() as session:
-            rows = uploads.list_uploads(session, None, limits, every_status=every)
+            rows = uploads.list_uploads(session, caller, limits, every_status=every)
     if as_json:
         doc: dict[str, Any] = {"uploads": rows}
         if cleaned is not None:

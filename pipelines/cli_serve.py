@@ -1,4 +1,8 @@
-"""``govdata serve``: run the platform web service (CKAN-compatible catalog API, DCAT-AP feed)."""
+"""``govdata serve``: run the platform web service (CKAN-compatible catalog API, DCAT-AP feed, the exchange).
+
+It also sends the exchange's queued webhook notifications in a background thread (retries and
+backoff as :mod:`exchange.notify` says), unless ``--no-webhooks`` leaves that to another process.
+"""
 
 from __future__ import annotations
 
@@ -39,9 +43,20 @@ def _listen(host: str, port: int) -> socket.socket:
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: a free one).")] = 8000,
+    webhooks: Annotated[
+        bool,
+        typer.Option(
+            "--webhooks/--no-webhooks",
+            help="Send the exchange's queued webhook notifications from this process every "
+            "--webhook-interval seconds (--no-webhooks: another process runs `govdata exchange notify`).",
+        ),
+    ] = True,
+    webhook_interval: Annotated[
+        float, typer.Option("--webhook-interval", min=0.05, max=3600, help="Seconds between webhook passes.")
+    ] = 5.0,
     home: HomeOpt = None,
 ) -> None:
-    """Run the platform web service: the catalog's CKAN-compatible API and DCAT-AP feed. Ctrl-C stops it."""
+    """Run the platform web service: catalog API, DCAT-AP feed, the exchange and its dashboard. Ctrl-C stops it."""
     import uvicorn
 
     from exchange.service import create_app
@@ -59,6 +74,8 @@ def serve(
         f"  DCAT-AP feed    {base}/catalog.ttl  {base}/catalog.jsonld",
         f"  OpenAPI         {base}/openapi.json",
         f"  health          {base}/healthz",
+        f"  dashboard       {base}/dashboard  (监测看板; needs an API token with monitor:read)",
+        f"  webhooks        {f'sent every {webhook_interval:g} s' if webhooks else 'not sent here (--no-webhooks)'}",
         "Ctrl-C stops it.",
     ):
         out.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -72,9 +89,17 @@ def serve(
     # found: make that handler ours, so the command ends normally instead of dying of the signal.
     previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGINT, signal.SIGTERM)}
     config = uvicorn.Config(app, log_level="info", access_log=True, lifespan="off")
+    stop_dispatcher = None
+    if webhooks:
+        from exchange.notify import start_dispatcher
+
+        # Several `govdata serve` processes may each run one: a notification is claimed before it is sent.
+        stop_dispatcher = start_dispatcher(app.state.store, webhook_interval)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
+        if stop_dispatcher is not None:
+            stop_dispatcher()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sock.close()

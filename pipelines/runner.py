@@ -150,7 +150,12 @@ def collect(
     connector = make_connector(s.source.connector, s.source.options, base_dir=s.base_dir, where=where)
     since = None
     if s.publish.mode == "merge":
-        latest = ctx.catalog().latest_version(s.id)
+        from exchange import publishing
+
+        # The high-water mark of the latest version where this workspace publishes (its own store
+        # or a remote exchange): the local catalog has no versions when the exchange is remote.
+        with publishing.target(ctx.workspace) as target:
+            latest = target.latest(s.id)
         since = latest.watermark if latest is not None else None
     tmp = _fresh_dir(ctx.landing)
     try:

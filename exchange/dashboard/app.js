@@ -11,11 +11,17 @@
   var me = null;
   var departmentsLoaded = false;
   var lastQuery = null;
+  var generation = 0;  // the latest query: answers to an earlier one are dropped, not drawn over it
 
   var STATE_NAMES = {
     fresh: "正常", late: "滞后", never: "从未发布", no_cycle: "无固定周期",
     on_time: "未到期", due_soon: "即将到期", overdue: "已逾期",
     pending: "待发送", sent: "已发送", failed: "失败"
+  };
+  var EVENT_NAMES = {  // exchange.notify.EVENTS
+    "application.submitted": "收到申请", "application.decided": "申请已办结", "grant.revoked": "授权已撤销",
+    "version.delivered": "新版本已交付", "delivery.failed": "交付失败", "objection.raised": "收到异议",
+    "objection.answered": "异议已答复"
   };
   var MEASURES = [
     ["completeness", "目录完整率"], ["coverage", "目录发布率"], ["timeliness", "按时更新率"],
@@ -90,6 +96,7 @@
 
   function logout(message) {
     window.sessionStorage.removeItem(TOKEN_KEY);
+    generation++;  // answers still on their way belong to the old login
     me = null;
     departmentsLoaded = false;
     Object.keys(charts).forEach(function (k) { charts[k].dispose(); });
@@ -110,12 +117,11 @@
       $("board").hidden = false;
       $("who").hidden = false;
       $("who-name").textContent = who.name + "（" + roleName(who.role) + "）";
-      if (who.department) {
-        var select = $("f-department");
-        select.textContent = "";
-        select.appendChild(el("option", { value: who.department, text: who.department }));
-        select.disabled = true;
-      }
+      // The department filter: every department for the city (filled from the summary), else its own only.
+      var select = $("f-department");
+      select.textContent = "";
+      select.appendChild(who.department ? el("option", { value: who.department, text: who.department }) : el("option", { value: "", text: "全部部门" }));
+      select.disabled = !!who.department;
       refresh();
     }).catch(function (e) {
       logout(e.status === 401 ? "令牌无效、已撤销或已过期：" + e.message : "无法连接服务：" + e.message);
@@ -138,6 +144,15 @@
       if (!since || !to) { throw new Error("请填写自定义时间段的起止日期"); }
       if (to < since) { throw new Error("止日期早于起日期"); }
       until = addDays(to, 1);
+    } else if (range === "month" || range === "last-month") {
+      var now = localToday();
+      var first = now.slice(0, 8) + "01";
+      if (range === "month") {
+        since = first;
+      } else {
+        until = first;
+        since = addDays(first, -1).slice(0, 8) + "01";
+      }
     } else if (range === "quarter") {
       var today = localToday();
       var month = Number(today.slice(5, 7));
@@ -164,22 +179,26 @@
     $("period").textContent = "时间段：" + f.since + " 至 " + addDays(f.until, -1);
     var common = { since: f.since, until: f.until, department: f.department };
     var sided = { since: f.since, until: f.until, department: f.department, side: f.side };
+    var gen = ++generation;
+    function current(render) { return function (data) { if (gen === generation) { render(data); } }; }
     var jobs = [
-      call("/monitor/summary", sided).then(renderSummary),
-      call("/monitor/deliveries", sided).then(renderDeliveries),
-      call("/monitor/latency", sided).then(renderLatency),
-      call("/monitor/api-calls", sided).then(renderApi),
-      call("/monitor/applications", sided).then(renderPending),
-      call("/monitor/consumers", common).then(renderConsumers),
-      call("/monitor/freshness", common).then(renderFreshness),
-      call("/monitor/notifications", common).then(renderNotifications),
-      call("/monitor/audit", Object.assign({ limit: 30 }, common)).then(renderAudit),
-      call("/assessment", common).then(renderAssessment)
+      call("/monitor/summary", sided).then(current(renderSummary)),
+      call("/monitor/deliveries", sided).then(current(renderDeliveries)),
+      call("/monitor/latency", sided).then(current(renderLatency)),
+      call("/monitor/api-calls", sided).then(current(renderApi)),
+      call("/monitor/applications", sided).then(current(renderPending)),
+      call("/monitor/consumers", common).then(current(renderConsumers)),
+      call("/monitor/freshness", common).then(current(renderFreshness)),
+      call("/monitor/notifications", common).then(current(renderNotifications)),
+      call("/monitor/audit", Object.assign({ limit: 30 }, common)).then(current(renderAudit)),
+      call("/assessment", common).then(current(renderAssessment))
     ];
     Promise.all(jobs).then(function () {
+      if (gen !== generation) { return; }
       document.body.setAttribute("data-state", "ready");
       document.body.setAttribute("data-query", JSON.stringify(f));
     }).catch(function (e) {
+      if (gen !== generation) { return; }
       if (e.status === 401) { logout("登录已失效：" + e.message); return; }
       showError(e);
       document.body.setAttribute("data-state", "error");
@@ -234,7 +253,7 @@
     $("k-deliveries").textContent = fmtInt(s.deliveries);
     $("k-deliveries-sub").textContent = "成功 " + fmtInt(s.deliveries_succeeded) + " · 失败 " + fmtInt(s.deliveries_failed);
     $("k-rows").textContent = fmtInt(s.rows_delivered);
-    $("k-rows-sub").textContent = "接口返回 " + fmtInt(s.api_rows) + " 行";
+    $("k-rows-sub").textContent = "其中接口服务 " + fmtInt(s.api_rows) + " 行";
     $("k-failure").textContent = fmtPct(s.failure_rate);
     $("k-failure-sub").textContent = s.deliveries ? "按交付次数" : "无交付";
     $("k-api").textContent = fmtInt(s.api_calls);
@@ -246,9 +265,14 @@
     $("k-late").textContent = fmtInt(s.freshness.late);
     $("k-late-sub").textContent = "正常 " + s.freshness.fresh + " · 从未发布 " + s.freshness.never;
     $("k-notes").textContent = fmtInt(s.notifications_failed);
-    if (!departmentsLoaded && !(me && me.department)) {
+    if (!departmentsLoaded) {
       var select = $("f-department");
-      s.departments.forEach(function (d) { select.appendChild(el("option", { value: d.uscc, text: d.name })); });
+      if (me && me.department) {
+        // A department user sees its own department only: name it.
+        s.departments.forEach(function (d) { if (d.uscc === me.department) { select.options[0].textContent = d.name; } });
+      } else {
+        s.departments.forEach(function (d) { select.appendChild(el("option", { value: d.uscc, text: d.name })); });
+      }
       departmentsLoaded = true;
     }
   }
@@ -328,10 +352,12 @@
     });
     table("table-pending", [
       ["申请", function (x) { return "#" + x.id; }], ["资源", function (x) { return x.entry_name || x.entry; }],
-      ["申请部门", function (x) { return x.applicant_name || x.applicant; }], ["办理时限", function (x) { return fmtTime(x.due_at); }],
+      ["申请部门", function (x) { return x.applicant_name || x.applicant; }],
+      ["已等待工作日", function (x) { return x.age_working_days; }, "num"], ["办理时限", function (x) { return fmtTime(x.due_at); }],
       ["状态", function (x) { return badge(x.state); }],
       ["剩余/逾期工作日", function (x) { return x.state === "overdue" ? (x.working_days_overdue == null ? "逾期" : "逾期 " + x.working_days_overdue) : x.working_days_left; }, "num"]
-    ], p.applications.filter(function (x) { return x.state !== "on_time"; }), function (x) { return x.state; });
+    ], p.applications, function (x) { return x.state; });
+    $("pending-note").textContent = p.total > p.applications.length ? "（显示最紧急的 " + p.applications.length + " 件，共 " + p.total + " 件）" : "";
   }
 
   function renderConsumers(c) {
@@ -343,12 +369,12 @@
       xAxis: { type: "value", name: "行数" },
       yAxis: { type: "category", data: top.map(function (x) { return x.name || x.department; }), axisLabel: { width: 140, overflow: "truncate" } },
       series: [
-        { name: "交付行数", type: "bar", stack: "r", data: top.map(function (x) { return x.rows; }), itemStyle: { color: "#1f6feb" } },
+        { name: "文件/库表交付行数", type: "bar", stack: "r", data: top.map(function (x) { return x.rows; }), itemStyle: { color: "#1f6feb" } },
         { name: "接口行数", type: "bar", stack: "r", data: top.map(function (x) { return x.api_rows; }), itemStyle: { color: "#b7791f" } }
       ]
     });
     table("table-consumers", [
-      ["使用方", function (x) { return x.name || x.department; }], ["交付次数", function (x) { return fmtInt(x.deliveries); }, "num"],
+      ["使用方", function (x) { return x.name || x.department; }], ["文件/库表交付", function (x) { return fmtInt(x.deliveries); }, "num"],
       ["交付行数", function (x) { return fmtInt(x.rows); }, "num"], ["接口调用", function (x) { return fmtInt(x.api_calls); }, "num"],
       ["接口行数", function (x) { return fmtInt(x.api_rows); }, "num"], ["资源数", function (x) { return fmtInt(x.resources); }, "num"]
     ], c.consumers);
@@ -378,11 +404,19 @@
       box.appendChild(document.createTextNode(pair[0] + " "));
       box.appendChild(el("b", { text: fmtInt(pair[1]) }));
     });
-    table("table-notes", [
+    table("table-note-events", [
+      ["事件", function (x) { return EVENT_NAMES[x.event] ? EVENT_NAMES[x.event] + "（" + x.event + "）" : x.event; }],
+      ["合计", function (x) { return fmtInt(x.total); }, "num"], ["已发送", function (x) { return fmtInt(x.sent); }, "num"],
+      ["失败", function (x) { return fmtInt(x.failed); }, "num"]
+    ], n.by_event);
+    var columns = [
       ["时间", function (x) { return fmtTime(x.created_at); }], ["部门", function (x) { return x.department_name || x.department; }],
       ["事件", function (x) { return x.event; }], ["状态", function (x) { return badge(x.status); }],
-      ["尝试", function (x) { return x.attempts; }, "num"], ["错误", function (x) { return (x.last_status ? "HTTP " + x.last_status + " " : "") + x.last_error; }, "wrap"]
-    ], n.latest_failures);
+      ["尝试", function (x) { return x.attempts; }, "num"],
+      ["结果", function (x) { return (x.last_status ? "HTTP " + x.last_status + " " : "") + (x.last_error || (x.status === "sent" ? "已送达" : "")); }, "wrap"]
+    ];
+    table("table-notes", columns, n.latest_failures, function (x) { return x.status; });
+    table("table-notes-latest", columns, n.latest, function (x) { return x.status; });
   }
 
   function renderAudit(a) {

@@ -1,4 +1,4 @@
-"""Acceptance: after the demo, no sensitive value appears in clear in reports, quarantine or logs.
+"""Acceptance: after the demo, no sensitive value appears in clear in reports, quarantine, deliveries or logs.
 
 The demo runs as a user would run it (``govdata -v demo`` in a fresh GOVDATA_HOME, INFO logs
 captured), followed by what a data officer does with the quarantine: list, show, export (xlsx
@@ -7,7 +7,8 @@ and csv) and a resubmission of corrected rows. Then every file under ``reports/`
 captured output are scanned for the demo's sensitive values: the values of the columns marked
 ``sensitive: true`` in the specs, as they are in the landing copies (the source) and in the
 staging folders (after cleansing). Parquet and xlsx files are scanned cell by cell (every sheet,
-hidden ones too), every other file as UTF-8 text. A control test plants values in each kind of
+hidden ones too), every other file as UTF-8 text. The exchange's deliveries (the CSV and the
+SQLite database under ``subscribers/``) are scanned too. A control test plants values in each kind of
 file and checks that the scanner finds them, so a scanner that finds nothing fails.
 """
 
@@ -258,10 +259,13 @@ def test_no_sensitive_value_in_clear_after_the_demo(demo: tuple[Path, Path, Path
         "names": sum(2 <= len(s) <= 4 and not s.isascii() for s in secrets),
     }
     assert all(n >= 50 for n in kinds.values()), kinds  # the demo's sensitive columns were all read
-    scanned = files_under(home / "reports", home / "quarantine", exports, logs, home / "catalog.db")
+    scanned = files_under(
+        home / "reports", home / "quarantine", home / "subscribers", exports, logs, home / "catalog.db"
+    )
     assert any(p.suffix == ".parquet" and "quarantine" in p.parts for p in scanned)
     assert any(p.suffix == ".xlsx" for p in scanned) and any(p.name == "validation_result.json" for p in scanned)
     assert any("resubmit" in p.name or "resubmit" in str(p.parent) for p in scanned)
+    assert any(p.suffix == ".csv" and "subscribers" in p.parts for p in scanned)  # the exchange's deliveries
     hits = Scanner(secrets).scan(scanned)
     assert not hits, f"{len(hits)} sensitive value(s) in clear:\n" + "\n".join(str(h) for h in hits[:30])
     # the masked forms are there, so the scan looked at the right places

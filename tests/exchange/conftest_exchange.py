@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import random
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from catalog.store import CatalogStore
 from exchange.identity import create_token
 from exchange.store import LocalExchangeStore
 from pipelines.files import sha256_file
-from pipelines.spec import DatasetSpec, load_spec
+from pipelines.spec import DUCKDB_TYPES, DatasetSpec, load_spec
 from pipelines.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[2]
@@ -177,3 +178,53 @@ def build_platform(home: Path, *, rows: int = 200) -> Platform:
     for i, (dataset, spec) in enumerate(specs.items()):
         publish(platform, dataset, generated_rows(spec, rows, seed=i), run_id="test-1")
     return platform
+
+
+def private_copy(template: Platform, home: Path) -> Platform:
+    """A copy of ``template`` at ``home`` (its database and files; the same users and tokens), for one test."""
+    shutil.copytree(template.home, home)
+    workspace = Workspace.from_env(home)
+    return Platform(
+        home=home,
+        workspace=workspace,
+        store=CatalogStore(workspace.catalog_url),
+        exchange=LocalExchangeStore(workspace.exchange),
+        specs=template.specs,
+        departments=template.departments,
+        tokens=dict(template.tokens),
+        tables=dict(template.tables),
+    )
+
+
+def manifest_for(
+    spec: DatasetSpec, data: bytes, *, rows: int, run_id: str, source: str = "tests", score: float = 1.0
+) -> dict[str, Any]:
+    """The manifest the catalog step would prepare for ``data``, a Parquet file of ``spec`` (exchange.publishing)."""
+    digest = hashlib.sha256(data).hexdigest()
+    return {
+        "resource": spec.id,
+        "resource_code": spec.catalog.resource_code,
+        "run_id": run_id,
+        "rows": rows,
+        "bytes": len(data),
+        "schema": [
+            {
+                "name": c.name,
+                "title": c.title,
+                "type": c.type,
+                "type_code": c.type_code,
+                "duckdb_type": DUCKDB_TYPES[c.type],
+                "primary_key": c.primary_key,
+                "nullable": c.nullable,
+                "sensitive": c.sensitive,
+                "length": c.length,
+            }
+            for c in spec.columns
+        ],
+        "primary_key": list(spec.primary_key),
+        "content_sha256": digest,
+        "fingerprint": hashlib.sha256(f"{spec.id}:{digest}".encode()).hexdigest(),
+        "quality": {"success": True, "score": score},
+        "lineage": {"source": source, "run_id": run_id},
+        "source_system": source,
+    }

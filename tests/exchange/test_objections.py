@@ -7,10 +7,8 @@ nothing: every objection answers it 404.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,15 +20,12 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from catalog.models import AuditEvent, Version
-from catalog.store import CatalogStore
 from exchange import objections
 from exchange.identity import Principal
 from exchange.models import Application, Grant, Notification, Objection, Webhook
 from exchange.service import create_app
-from exchange.store import LocalExchangeStore
 from pipelines.cli import app as cli
-from pipelines.workspace import Workspace
-from tests.exchange.conftest_exchange import HRSS, MARKET, Platform, build_platform
+from tests.exchange.conftest_exchange import HRSS, MARKET, Platform, build_platform, private_copy
 
 API = "/exchange/v1"
 SH = ZoneInfo("Asia/Shanghai")
@@ -59,16 +54,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Platform:
 @pytest.fixture
 def platform(template: Platform, tmp_path: Path) -> Platform:
     """A copy of the module's platform, so each test starts without objections."""
-    home = tmp_path / "home"
-    shutil.copytree(template.home, home)
-    workspace = Workspace.from_env(home)
-    return dataclasses.replace(
-        template,
-        home=home,
-        workspace=workspace,
-        store=CatalogStore(workspace.catalog_url),
-        exchange=LocalExchangeStore(workspace.exchange),
-    )
+    return private_copy(template, tmp_path / "home")
 
 
 @pytest.fixture

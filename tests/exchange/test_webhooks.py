@@ -8,10 +8,8 @@ the platform's own machine. The retry schedule is walked by passing ``now``; not
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
-import shutil
 import socket
 import threading
 import time
@@ -27,15 +25,12 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from catalog.models import AuditEvent
-from catalog.store import CatalogStore
 from exchange import notify
 from exchange.models import Notification, Webhook
 from exchange.notify import WebhookSettings, dispatch_due, emit, start_dispatcher, verify_signature
 from exchange.service import create_app
-from exchange.store import LocalExchangeStore
 from pipelines.cli import app as cli
-from pipelines.workspace import Workspace
-from tests.exchange.conftest_exchange import Platform, build_platform
+from tests.exchange.conftest_exchange import Platform, build_platform, private_copy
 
 API = "/exchange/v1"
 LOOPBACK = "127.0.0.1/32"
@@ -120,16 +115,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Platform:
 @pytest.fixture
 def platform(template: Platform, tmp_path: Path) -> Platform:
     """A copy of the module's platform: each test starts with no webhooks and an empty outbox."""
-    home = tmp_path / "home"
-    shutil.copytree(template.home, home)
-    workspace = Workspace.from_env(home)
-    return dataclasses.replace(
-        template,
-        home=home,
-        workspace=workspace,
-        store=CatalogStore(workspace.catalog_url),
-        exchange=LocalExchangeStore(workspace.exchange),
-    )
+    return private_copy(template, tmp_path / "home")
 
 
 @pytest.fixture
@@ -646,6 +632,34 @@ def test_the_background_dispatcher_sends_and_stops(
     assert not any(t.name == "govdata-webhook-dispatcher" for t in threading.enumerate())
     with pytest.raises(notify.TerminalError):
         start_dispatcher(platform.store, 0)
+
+
+def test_govdata_serve_sends_queued_notifications_and_no_webhooks_leaves_them(
+    platform: Platform, client: TestClient, receiver: Receiver, allow_loopback: None
+) -> None:
+    from tests.catalog.conftest_search import start_server, venv_env
+
+    assert register(client, platform, "hrss_staff", receiver.url).status_code == 201
+    env = venv_env(**{notify.ALLOW_ENV: LOOPBACK})
+    quiet = start_server(platform.home, "--no-webhooks", env=env)
+    try:
+        assert any("--no-webhooks" in line for line in quiet.banner)
+        [nid] = queue(platform)
+        time.sleep(1.5)  # several passes of a dispatcher, were one running
+    finally:
+        quiet.stop()
+    assert receiver.requests == []
+    server = start_server(platform.home, "--webhook-interval", "0.1", env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        code, _, _ = server.stop()
+    assert code == 0
+    assert [r.headers["X-Govdata-Delivery"] for r in receiver.requests] == [str(nid)]
+    with platform.store.session() as s:
+        assert s.get(Notification, nid).status == "sent"  # type: ignore[union-attr]
 
 
 def test_bad_settings_are_named() -> None:

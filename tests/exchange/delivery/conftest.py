@@ -9,7 +9,6 @@ under test.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,16 +17,13 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from catalog.store import CatalogStore
 from exchange.delivery import subscriber_key
 from exchange.delivery_masking import plan_rules
 from exchange.identity import KEY_PREFIX, new_secret
 from exchange.models import Application, Grant
 from exchange.service import create_app
-from exchange.store import LocalExchangeStore
 from pipelines.masking import MASKING_KEY_ENV, mask
-from pipelines.workspace import Workspace
-from tests.exchange.conftest_exchange import HRSS, Platform, build_platform
+from tests.exchange.conftest_exchange import HRSS, Platform, build_platform, private_copy
 
 KEY = "delivery-tests-masking-key"
 ROWS = 200
@@ -52,19 +48,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Platform:
 @pytest.fixture
 def platform(template: Platform, tmp_path: Path) -> Platform:
     """A private copy of the template platform (its version 1 files are shared, read-only)."""
-    home = tmp_path / "home"
-    shutil.copytree(template.home, home)
-    workspace = Workspace.from_env(home)
-    return Platform(
-        home=home,
-        workspace=workspace,
-        store=CatalogStore(workspace.catalog_url),
-        exchange=LocalExchangeStore(workspace.exchange),
-        specs=template.specs,
-        departments=template.departments,
-        tokens=dict(template.tokens),
-        tables=dict(template.tables),
-    )
+    return private_copy(template, tmp_path / "home")
 
 
 @pytest.fixture

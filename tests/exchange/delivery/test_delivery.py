@@ -11,8 +11,10 @@ import datetime as dt
 import hashlib
 import io
 import threading
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
@@ -20,7 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from catalog.models import AuditEvent
-from exchange import delivery
+from exchange import changes, delivery
 from exchange.models import Delivery, Grant, Notification, Webhook
 from pipelines.masking import MASKING_KEY_ENV
 from tests.exchange.conftest_exchange import HRSS, MARKET, Platform, publish
@@ -161,6 +163,71 @@ def test_changes_since_the_last_delivery_match_a_python_diff(client: TestClient,
     )
     assert (receipt.base_version, receipt.version) == (1, 2)
     assert grant_row(platform, grant).last_version == 2
+
+
+def test_the_change_index_gives_the_same_deliveries_as_comparing_the_versions(
+    client: TestClient, platform: Platform
+) -> None:
+    grant, _ = make_grant(platform)
+    v1 = platform.tables[HRSS]
+    table, what = second_version(v1)
+    assert publish(platform, HRSS, table) == 2
+    folder = platform.exchange.version_dir(HRSS, 2)
+    index = changes.index_of(folder)
+    assert index is not None and changes.index_of(platform.exchange.version_dir(HRSS, 1)) is None
+    old_rows, new_rows = (pq.read_table(p) for p in index)
+    # Only the rows that differ: every changed key, nothing else (v1's rows changed or deleted, v2's changed or new).
+    assert old_rows.num_rows < v1.num_rows and new_rows.num_rows < table.num_rows
+    assert old_rows.schema.names == new_rows.schema.names == table.schema.names
+    assert set(what["inserted"]) <= set(new_rows.column("resident_id").to_pylist())
+    assert set(what["deleted"]) <= set(old_rows.column("resident_id").to_pylist())
+    assert not set(what["inserted"]) & set(old_rows.column("resident_id").to_pylist())
+
+    def delivered(**params: Any) -> list[dict[str, Any]]:
+        answer = download(client, platform, grant, **params)
+        assert answer.status_code == 200, answer.text
+        return parquet_rows(answer.content)
+
+    with_index = delivered(since=1)
+    for p in index:
+        p.rename(p.with_name(p.name + ".aside"))
+    assert changes.index_of(folder) is None
+    assert delivered(since=1) == with_index  # compared in full: the same rows
+    expected = reference_changes(reference_rows(platform, v1), reference_rows(platform, table))
+    assert {(r["resident_id"],) for r in with_index} == set(expected)
+    for p in index:
+        p.with_name(p.name + ".aside").rename(p)
+
+    # Two versions on: v3's index is against v2, so changes since 1 compare v1 and v3 in full.
+    table3 = table.slice(5)  # five more rows deleted
+    assert publish(platform, HRSS, table3) == 3
+    across = delivered(since=1)
+    expected = reference_changes(reference_rows(platform, v1), reference_rows(platform, table3))
+    assert {(r["resident_id"],) for r in across} == set(expected)
+
+
+def test_no_change_index_when_the_columns_change(tmp_path: Path) -> None:
+    first, second = tmp_path / "v1.parquet", tmp_path / "v2.parquet"
+    pq.write_table(pa.table({"id": [1, 2], "v": ["a", "b"]}), first)
+    pq.write_table(pa.table({"id": [1, 2], "v": ["a", "c"], "w": [1, 1]}), second)
+    assert not changes.build_index(first, second, ["id"], tmp_path)
+    pq.write_table(pa.table({"id": [1, 2], "v": [1, 2]}), second)  # another type the old values do not cast to
+    assert not changes.build_index(first, second, ["id"], tmp_path)
+    assert changes.index_of(tmp_path) is None
+    assert not changes.build_index(first, second, [], tmp_path)
+    pq.write_table(pa.table({"id": [1, 3], "v": ["a", "c"]}), second)
+    assert changes.build_index(first, second, ["id"], tmp_path)
+    assert pq.read_table(tmp_path / changes.OLD_FILE).to_pylist() == [{"id": 2, "v": "b"}]
+    assert pq.read_table(tmp_path / changes.NEW_FILE).to_pylist() == [{"id": 3, "v": "c"}]
+    # A wider type (as a sum widens a DECIMAL): compared as the delivery compares, old values cast.
+    narrow, wide = tmp_path / "narrow.parquet", tmp_path / "wide.parquet"
+    pq.write_table(pa.table({"id": pa.array([1, 2, 3], pa.int32()), "v": pa.array([1, 2, 3], pa.int32())}), narrow)
+    pq.write_table(pa.table({"id": pa.array([1, 2, 4], pa.int64()), "v": pa.array([1, 5, 4], pa.int64())}), wide)
+    assert changes.build_index(narrow, wide, ["id"], tmp_path / "widened")
+    assert pq.read_table(tmp_path / "widened" / changes.OLD_FILE).to_pylist() == [{"id": 2, "v": 2}, {"id": 3, "v": 3}]
+    assert pq.read_table(tmp_path / "widened" / changes.NEW_FILE).to_pylist() == [{"id": 2, "v": 5}, {"id": 4, "v": 4}]
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    assert not changes.build_index(first, tmp_path / "bad.parquet", ["id"], tmp_path / "other")
 
 
 def test_changes_follow_only_granted_items(client: TestClient, platform: Platform) -> None:
