@@ -65,7 +65,7 @@ from exchange.grants import (
     plan_grant,
 )
 from exchange.identity import Principal
-from exchange.models import Application, Grant
+from exchange.models import Application, Grant, record_id
 from pipelines.errors import SpecError
 from pipelines.spec import ShareType
 
@@ -429,20 +429,10 @@ def _require_read(principal: Principal) -> None:
         )
 
 
-def _app_id(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if 1 <= value < 2**31 else None
-    if isinstance(value, str) and value.isdigit() and len(value) < 10:
-        return int(value)
-    return None
-
-
 def get_application(session: Session, principal: Principal, application_id: object) -> Application:
     """Application ``application_id`` if ``principal`` may see it; :class:`NotFound` (404) otherwise."""
     _require_read(principal)
-    ident = _app_id(application_id)
+    ident = record_id(application_id)
     app = None if ident is None else session.get(Application, ident, options=[selectinload(Application.entry)])
     if app is None or not (principal.city or principal.department in (app.department_uscc, app.entry.department_uscc)):
         raise NotFound(

@@ -49,7 +49,7 @@ from exchange.calendar import SHANGHAI
 from exchange.delivery_masking import plan_rules
 from exchange.errors import AuthError, Conflict, Forbidden, NotFound
 from exchange.identity import KEY_PREFIX, Principal, hash_token, new_secret, split_token
-from exchange.models import Grant
+from exchange.models import Grant, record_id
 from pipelines.errors import SpecError, TerminalError
 from pipelines.masking import MaskRule
 from pipelines.spec import DATA_TYPE_CODES
@@ -381,20 +381,10 @@ def _may_see(principal: Principal, grant: Grant) -> bool:
     return principal.city or principal.department in (grant.department_uscc, grant.entry.department_uscc)
 
 
-def _grant_id(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if 1 <= value < 2**31 else None
-    if isinstance(value, str) and value.isdigit() and len(value) < 10:
-        return int(value)
-    return None
-
-
 def get_grant(session: Session, principal: Principal, grant_id: object) -> Grant:
     """Grant ``grant_id`` if ``principal`` may see it; :class:`NotFound` (404) otherwise."""
     _require_read(principal)
-    ident = _grant_id(grant_id)
+    ident = record_id(grant_id)
     grant = None if ident is None else session.get(Grant, ident, options=[selectinload(Grant.entry)])
     if grant is None or not _may_see(principal, grant):
         shown = str(grant_id)[:40]

@@ -29,6 +29,20 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from catalog.models import Base, Entry, User, UtcDateTime, utcnow
 
+#: The largest id of an exchange record (the tables' ids are 32-bit integers on every database).
+MAX_ID = 2**31 - 1
+
+
+def record_id(value: object) -> int | None:
+    """``value`` as a record id (an int, or a string of digits, 1 to :data:`MAX_ID`); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 1 <= value <= MAX_ID else None
+    if isinstance(value, str) and value.isdigit() and len(value) < 10:
+        return int(value) or None
+    return None
+
 
 class ApiToken(Base):
     """An API token of one user. The token is ``gdt_<id>_<secret>``; only sha256(token) is stored."""

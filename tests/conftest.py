@@ -1,12 +1,14 @@
-"""Shared fixtures: real services (skipped, or failed in CI, when absent) and a scratch workspace."""
+"""Shared fixtures: real services and Debian's Chromium (skipped, or failed in CI, when absent), a scratch workspace."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,3 +83,30 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_EXIT_STATUS[-1])
+
+
+CHROMIUM = os.environ.get("GOVDATA_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def _no_browser(message: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message}, and GOVDATA_REQUIRE_SERVICES=1 requires it", pytrace=False)
+    pytest.skip(f"{message}: install it (`apt-get install chromium`) to run the browser tests")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Headless Chromium from the distribution (never a downloaded build), driven by Playwright."""
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        _no_browser(f"Chromium is not installed at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _no_browser("the playwright package is not installed (a dev dependency: `uv sync`)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import os
 import re
-import shutil
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,21 +33,12 @@ import pytest
 from openpyxl import load_workbook
 
 from tests.catalog.conftest_search import Server, start_server, venv_env
-from tests.conftest import REQUIRE_SERVICES
 from tests.exchange.conftest_exchange import Platform, build_platform
 from tests.exchange.monitor_scenario import ENV, populate
 
-CHROMIUM = os.environ.get("GOVDATA_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SH = ZoneInfo("Asia/Shanghai")
 REPO = Path(__file__).resolve().parents[2]
 CHARTS = ("chart-deliveries", "chart-latency", "chart-api", "chart-pending", "chart-consumers", "chart-assessment")
-
-
-def _unavailable(message: str) -> None:
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{message}, and GOVDATA_REQUIRE_SERVICES=1 requires it", pytrace=False)
-    pytest.skip(f"{message}: install it (`apt-get install chromium`) to run the browser tests")
 
 
 # --- the data, the server, the browser ----------------------------------------------------------------
@@ -69,22 +59,6 @@ def dashboard_platform(home: Path) -> Shown:
     populate(platform)
     platform.store.engine.dispose()
     return Shown(home=platform.home, tokens=dict(platform.tokens), departments=dict(platform.departments))
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        _unavailable(f"Chromium is not installed at {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed (a dev dependency: `uv sync`)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")

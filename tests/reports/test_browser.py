@@ -11,7 +11,6 @@ downloaded browser build. Without it the tests skip, unless ``GOVDATA_REQUIRE_SE
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,18 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REQUIRE_SERVICES
 from tests.reports.conftest import DATES, Demo
 from tests.reports.test_site import DATASETS, run_page
-
-CHROMIUM = os.environ.get("GOVDATA_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-def _unavailable(message: str) -> None:
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{message}, and GOVDATA_REQUIRE_SERVICES=1 requires it", pytrace=False)
-    pytest.skip(f"{message}: install it (`apt-get install chromium`) to run the browser tests")
 
 
 @dataclass
@@ -51,22 +40,6 @@ class Browser:
         target = self.shots / f"{name}.png"
         page.screenshot(path=str(target), full_page=True)
         return target
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        _unavailable(f"Chromium is not installed at {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is not installed (a dev dependency: `uv sync`)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture
