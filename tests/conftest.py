@@ -17,6 +17,7 @@ REQUIRE_SERVICES = os.environ.get("GOVDATA_REQUIRE_SERVICES") == "1"
 
 POSTGRES_URL = os.environ.get("GOVDATA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MARIADB_URL = os.environ.get("GOVDATA_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+REDIS_URL = os.environ.get("GOVDATA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -46,6 +47,12 @@ def postgres_url() -> str:
 def mariadb_url() -> str:
     """URL of the machine's MariaDB/MySQL (database ``test``)."""
     return _service("MariaDB", "127.0.0.1", 3306, MARIADB_URL)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """URL of the machine's Redis (database 0; tests that write pick their own database number)."""
+    return _service("Redis", "127.0.0.1", 6379, REDIS_URL)
 
 
 @pytest.fixture
