@@ -325,6 +325,16 @@ class CatalogStore:
         with self.session() as s:
             return s.scalar(select(Version).where(Version.entry_id == dataset).order_by(Version.number.desc()).limit(1))
 
+    def version_of_run(self, dataset: str, run_id: str, fingerprint: str) -> Version | None:
+        """The latest version that run ``run_id`` published with exactly this content, if any."""
+        with self.session() as s:
+            return s.scalar(
+                select(Version)
+                .where(Version.entry_id == dataset, Version.run_id == run_id, Version.fingerprint == fingerprint)
+                .order_by(Version.number.desc())
+                .limit(1)
+            )
+
     def next_version_number(self, dataset: str) -> int:
         with self.session() as s:
             current = s.scalar(select(func.max(Version.number)).where(Version.entry_id == dataset))

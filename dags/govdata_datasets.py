@@ -28,11 +28,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Asset, get_current_context, task
+from airflow.sdk import (
+    DAG,
+    Asset,
+    CronDataIntervalTimetable,
+    DeltaDataIntervalTimetable,
+    get_current_context,
+    task,
+)
 from airflow.sdk.exceptions import AirflowFailException
 
-from pipelines.errors import GovdataError, TerminalError
-from pipelines.spec import DatasetSpec, UpdateCycle, find_specs, load_spec
+from pipelines.errors import GovdataError, TerminalError, is_transient
+from pipelines.schedule import plan_for
+from pipelines.spec import DatasetSpec, find_specs, load_spec
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +50,8 @@ STEPS = ("collect", "cleanse", "quality", "catalog", "publish")
 #: The steps after which the reports site is updated (Data Docs of the run, scorecard pages).
 SITE_STEPS = ("quality", "publish")
 
-#: A fixed date in the past: with ``catchup=False`` only the latest interval is scheduled.
-START_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 RETRIES = 2
 RETRY_DELAY = dt.timedelta(minutes=5)
-
-#: 更新周期 -> Airflow schedule. Kept simple on purpose; a later issue refines the schedules.
-SCHEDULES: dict[UpdateCycle, str | None] = {
-    UpdateCycle.REALTIME: "@hourly",  # near enough until streaming sources exist
-    UpdateCycle.DAILY: "@daily",
-    UpdateCycle.WEEKLY: "@weekly",
-    UpdateCycle.MONTHLY: "@monthly",
-    UpdateCycle.QUARTERLY: "@quarterly",
-    UpdateCycle.HALF_YEARLY: "0 0 1 1,7 *",
-    UpdateCycle.YEARLY: "@yearly",
-    UpdateCycle.OTHER: None,  # triggered by hand or by the CLI
-}
 
 #: Spec files that failed to load in the last parse of this file: path -> message.
 SPEC_ERRORS: dict[str, str] = {}
@@ -109,7 +103,7 @@ def _doc_md(spec: DatasetSpec) -> str:
             f"- **Dataset id:** `{spec.id}`",
             f"- **Department (提供方):** {spec.department.name} (`{spec.department.uscc}`)",
             f"- **Resource code (信息资源代码):** `{c.resource_code}`",
-            f"- **Update cycle (更新周期):** {c.update_cycle.value}",
+            f"- **Update cycle (更新周期):** {c.update_cycle.value}; schedule: {plan_for(spec).describe()}",
             f"- **Sharing (共享类型):** {c.sharing.type.value}",
             f"- **Spec:** `{spec.path.name if spec.path else '?'}`",
             "",
@@ -122,35 +116,63 @@ def _doc_md(spec: DatasetSpec) -> str:
     )
 
 
-def _logical_date(context: Any) -> dt.datetime:
-    """The run key: the logical date, else the data interval start, else when the run was due.
+def timetable_for(spec: DatasetSpec) -> CronDataIntervalTimetable | DeltaDataIntervalTimetable | None:
+    """The Airflow timetable of a spec's plan: data intervals, so each run covers one whole period.
 
-    On a schedule the two coincide; for a manual run the logical date is the date the user asked
-    for (a cron data-interval timetable would give the previous interval), and Airflow 3 lets a
-    manual run have neither, hence ``run_after``.
+    Raises :class:`TerminalError` naming the spec and key when Airflow cannot read the cron.
     """
+    plan = plan_for(spec)
+    timetable: CronDataIntervalTimetable | DeltaDataIntervalTimetable | None = None
+    if plan.cron is not None:
+        timetable = CronDataIntervalTimetable(plan.cron, timezone=plan.timezone)
+    elif plan.interval is not None:
+        timetable = DeltaDataIntervalTimetable(plan.interval)
+    if timetable is not None:
+        try:
+            timetable.validate()
+        except Exception as exc:
+            raise TerminalError(
+                f"{spec.path}: schedule.cron {plan.cron!r} is not valid: {exc}",
+                hint="write five fields (minute hour day-of-month month day-of-week), e.g. '0 2 * * *'",
+            ) from exc
+    return timetable
+
+
+def _logical_date(context: Any, timezone: str) -> dt.datetime:
+    """The run key: the data interval's start (the logical date), in the dataset's time zone.
+
+    On a schedule and in a backfill the logical date is the start of the period the run covers;
+    for a manual run it is the date the user asked for, and Airflow 3 lets a manual run have no
+    logical date at all, hence ``run_after``. In the dataset's zone the daily period of
+    24 November starts at local midnight, so its key is ``2026-11-24``, as from the CLI.
+    """
+    from zoneinfo import ZoneInfo
+
     value: dt.datetime | None = context.get("logical_date") or context.get("data_interval_start")
     if value is None:
         value = context["dag_run"].run_after
-    return value
+    return value.astimezone(ZoneInfo(timezone))
 
 
-def run_step(step: str, spec_path: str) -> dict[str, Any]:
-    """Run one runner step for the current task's logical date, mapping errors to Airflow's.
+def run_step(step: str, spec_path: str, timezone: str = "Asia/Shanghai") -> dict[str, Any]:
+    """Run one runner step for the current task's period, mapping errors to Airflow's.
 
-    Terminal errors (a held quality gate, a bad spec or source) fail the task without retries;
-    transient and unexpected errors propagate, so Airflow retries them.
+    Only transient errors (a database or network that went away, a lock held) are retried;
+    terminal ones (a held quality gate, a bad spec or source) and unexpected ones (a bug: the
+    same input fails the same way) fail the task at once, so a retry never hides a defect.
     """
     from pipelines import runner  # heavy (DuckDB; GX in quality): only when a task runs
 
     step_fn: Callable[..., dict[str, Any]] = getattr(runner, step)
-    logical_date = _logical_date(get_current_context())
+    logical_date = _logical_date(get_current_context(), timezone)
     log.info("govdata %s of %s for %s", step, spec_path, logical_date.isoformat())
     try:
         report = step_fn(spec_path, logical_date)
     except TerminalError as exc:  # QualityGateHeld is one: nothing was published, do not retry
         raise AirflowFailException(str(exc)) from exc
-    except GovdataError as exc:
+    except Exception as exc:
+        if not is_transient(exc):
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
         log.warning("govdata %s failed (will be retried if attempts remain): %s", step, exc)
         raise
     finally:
@@ -181,13 +203,16 @@ def _build(spec: DatasetSpec, root: Path) -> DAG:
     path = str(spec.path)
     owner = spec.department.name or "govdata"
     asset = asset_for(spec)
+    plan = plan_for(spec)
+    tz = plan.timezone
+    timetable = timetable_for(spec)
 
     with DAG(
         dag_id=dag_id_for(spec),
         description=f"{spec.name} ({spec.department.name})",
-        schedule=SCHEDULES[spec.catalog.update_cycle],
-        start_date=START_DATE,
-        catchup=False,
+        schedule=timetable,
+        start_date=plan.start,
+        catchup=plan.catchup,
         max_active_runs=1,
         tags=_tags(spec, root),
         doc_md=_doc_md(spec),
@@ -197,27 +222,27 @@ def _build(spec: DatasetSpec, root: Path) -> DAG:
         @task
         def collect() -> dict[str, Any]:
             """Copy the source into the immutable landing folder."""
-            return run_step("collect", path)
+            return run_step("collect", path, tz)
 
         @task
         def cleanse() -> dict[str, Any]:
             """Standardise, cast and de-duplicate into staging."""
-            return run_step("cleanse", path)
+            return run_step("cleanse", path, tz)
 
         @task
         def quality() -> dict[str, Any]:
             """Run the expectation suite; a held gate fails the run here, without retries."""
-            return run_step("quality", path)
+            return run_step("quality", path, tz)
 
         @task
         def catalog() -> dict[str, Any]:
             """Register the catalog entry and prepare the candidate version."""
-            return run_step("catalog", path)
+            return run_step("catalog", path, tz)
 
         @task(outlets=[asset])
         def publish() -> dict[str, Any]:
             """Commit the version to the exchange; the asset event tells subscribers."""
-            report = run_step("publish", path)
+            report = run_step("publish", path, tz)
             extra = {k: report.get(k) for k in ("status", "version", "uri", "rows", "content_sha256")}
             get_current_context()["outlet_events"][asset].extra = extra
             return report
@@ -253,8 +278,12 @@ def build_dags(root: Path | None = None) -> dict[str, DAG]:
         except GovdataError as exc:
             _skip(spec_path, exc)
             continue
+        try:
+            dag = _build(spec, root)
+        except GovdataError as exc:
+            _skip(spec_path, exc)
+            continue
         seen[spec.id] = spec_path
-        dag = _build(spec, root)
         dags[dag.dag_id] = dag
     return dags
 

@@ -5,7 +5,8 @@ serve`` end in the same function, :func:`commit`, so the two paths cannot drift:
 
 1. register (create or update) the catalog entry from the spec;
 2. under a per-entry lock, compare the candidate's fingerprint with the latest version: equal
-   content is ``unchanged`` (no new version; the same run key again is a resumed publish);
+   content is ``unchanged`` (no new version; the same run key again is a resumed publish), and
+   so is a run key that published this very content before (a past period run again);
 3. judge the schema against the latest version (:mod:`catalog.schema`): a breaking change
    waits for the city admin's approval (``held``, nothing published);
 4. move the data and its manifest into the exchange store (one rename, no copy on one file
@@ -417,6 +418,10 @@ def commit(
     with entry_lock(exchange.root, entry):
         _register(store, spec, source or prepared.source_system or prepared.lineage.source)
         latest = store.latest_version(entry)
+        if latest is not None and latest.fingerprint != prepared.fingerprint:
+            # A period run again (a backfill, a cleared task) with the content it published then
+            # changes nothing, even when later periods were published since.
+            latest = store.version_of_run(entry, prepared.run_id, prepared.fingerprint) or latest
         if latest is not None and latest.fingerprint == prepared.fingerprint:
             same_run = latest.run_id == prepared.run_id
             outcome = Outcome(

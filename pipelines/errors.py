@@ -49,3 +49,26 @@ class QualityGateHeld(TerminalError):
     def __init__(self, message: str, *, report: object | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.report = report
+
+
+#: OS errors that say the network or a peer failed, not that the input is wrong.
+_TRANSIENT_OS = (ConnectionError, TimeoutError, BrokenPipeError, InterruptedError, BlockingIOError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the same work may succeed: what schedulers retry, and nothing else.
+
+    govdata's own errors say so themselves (:class:`TransientError`); a dropped connection, a
+    timeout or a busy database (SQLAlchemy's operational errors, judged as the database delivery
+    judges them) may pass. Everything else (a wrong spec, a bad file, a bug) fails the same way
+    again, so retrying it only delays the alert.
+    """
+    if isinstance(exc, GovdataError):
+        return exc.retryable
+    if isinstance(exc, _TRANSIENT_OS):
+        return True
+    if type(exc).__module__.startswith("sqlalchemy"):
+        from exchange.delivery_db import is_transient as database_transient
+
+        return database_transient(exc)
+    return False

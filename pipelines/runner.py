@@ -26,6 +26,7 @@ from pipelines import background, references, scorecard
 from pipelines import cleanse as cleanse_mod
 from pipelines.errors import GovdataError, QualityGateHeld, SourceError, SpecError
 from pipelines.files import sha256_file
+from pipelines.schedule import render_source_options
 from pipelines.spec import DUCKDB_TYPES, DatasetSpec, load_spec
 from pipelines.sql import connect, copy_to_parquet, ident, path_lit
 from pipelines.suites import load_suite
@@ -147,7 +148,8 @@ def collect(
     ctx = spec if isinstance(spec, RunContext) else RunContext.make(spec, logical_date, home)
     s = ctx.spec
     where = f"{s.path} source"
-    connector = make_connector(s.source.connector, s.source.options, base_dir=s.base_dir, where=where)
+    options = render_source_options(s, ctx.logical_date)  # e.g. path: exports/{ds}.csv
+    connector = make_connector(s.source.connector, options, base_dir=s.base_dir, where=where)
     since = None
     if s.publish.mode == "merge":
         from exchange import publishing

@@ -388,6 +388,55 @@ class Publish(_Closed):
     )
 
 
+_CRON_FIELD = re.compile(r"^[0-9*,/A-Za-z?#-]+$")
+
+
+class Schedule(_Closed):
+    """When the dataset runs, if not as its 更新周期 says (see :mod:`pipelines.schedule`)."""
+
+    cron: str | None = Field(
+        default=None,
+        description="Five-field cron of the period boundaries, e.g. '0 2 * * *' (a run covers one match to the next).",
+    )
+    interval_minutes: int | None = Field(
+        default=None, ge=1, le=1440, description="A fixed interval in minutes instead (实时 defaults to 15)."
+    )
+    timezone: str = Field(default="Asia/Shanghai", description="IANA time zone the periods are counted in.")
+    start_date: dt.date | None = Field(default=None, description="The first period's start (default 2024-01-01).")
+    catchup: bool = Field(default=False, description="Run every missed period since start_date (else only the latest).")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        fields = value.split()
+        if value.strip().startswith("@"):
+            raise ValueError(
+                f"{value!r}: write a five-field cron expression (presets like @daily come from catalog.update_cycle)"
+            )
+        if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+            raise ValueError(f"{value!r} is not a five-field cron expression (minute hour day month weekday)")
+        return " ".join(fields)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Asia/Shanghai)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Schedule:
+        if self.cron is not None and self.interval_minutes is not None:
+            raise ValueError("give schedule.cron or schedule.interval_minutes, not both")
+        return self
+
+
 class DatasetSpec(_Closed):
     """A dataset spec: what to collect, how to cleanse and check it, and how to catalog it."""
 
@@ -400,6 +449,7 @@ class DatasetSpec(_Closed):
     quality: Quality = Field(default_factory=Quality, description="Quality gate settings.")
     catalog: CatalogMeta = Field(description="Catalog metadata (the 13 core elements).")
     publish: Publish = Field(default_factory=Publish, description="Publish options.")
+    schedule: Schedule = Field(default_factory=Schedule, description="Overrides of the schedule from update_cycle.")
     tags: list[str] = Field(default_factory=list, description="Free tags (also used as Airflow DAG tags).")
 
     # Set by the loader, not by the YAML.

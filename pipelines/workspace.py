@@ -49,8 +49,15 @@ class Workspace:
 
 
 def run_id_for(logical_date: dt.date | dt.datetime) -> str:
-    """The run key for a logical date: ``2026-11-24`` at midnight, else ``2026-11-24T063000Z``."""
+    """The run key for a logical date: ``2026-11-24`` at midnight, else ``2026-11-24T063000Z``.
+
+    Midnight is read in the datetime's own zone: the daily period that starts at midnight in
+    Shanghai is ``2026-11-24``, the same key ``--date 2026-11-24`` gives (the DAG glue hands the
+    logical date over in the dataset's time zone, :func:`pipelines.schedule.local_moment`).
+    """
     if isinstance(logical_date, dt.datetime):
+        if logical_date.tzinfo is not None and logical_date.time() == dt.time():
+            return logical_date.date().isoformat()
         utc = logical_date.astimezone(dt.UTC) if logical_date.tzinfo else logical_date
         if (utc.hour, utc.minute, utc.second, utc.microsecond) == (0, 0, 0, 0):
             return utc.date().isoformat()

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
+from sqlalchemy import exc as sa_exc
 
 import pipelines
 from pipelines.errors import GovdataError, QualityGateHeld, SourceError, SpecError, TransientError
-from pipelines.spec import UpdateCycle
 
 from .helpers import DAG_FILE, STEPS
 
@@ -69,10 +69,13 @@ def _raise(exc: Exception) -> Callable[[], dict[str, Any]]:
     return behaviour
 
 
-def test_every_update_cycle_has_a_schedule(dag_module: types.ModuleType) -> None:
-    assert set(dag_module.SCHEDULES) == set(UpdateCycle)
-    assert dag_module.SCHEDULES[UpdateCycle.DAILY] == "@daily"
-    assert dag_module.SCHEDULES[UpdateCycle.OTHER] is None
+def test_the_task_gets_the_period_in_the_datasets_time_zone(dag_module: types.ModuleType, fake_runner: Any) -> None:
+    calls = fake_runner(dict)
+    dag_module.run_step("collect", "x.yaml", "Asia/Shanghai")
+    (_, _, when) = calls[0]
+    assert when == DAY
+    assert when.utcoffset() == dt.timedelta(hours=8)
+    assert when.isoformat() == "2026-11-24T08:00:00+08:00"
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -126,13 +129,34 @@ def test_terminal_errors_fail_without_retry(dag_module: types.ModuleType, fake_r
     "error",
     [
         TransientError("catalog database not reachable"),
-        GovdataError("the collect step has not run yet"),
-        OSError("disk full"),
+        ConnectionResetError("the exchange closed the connection"),
+        TimeoutError("the source database did not answer in 30 s"),
+        sa_exc.OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly")),
     ],
-    ids=["transient", "other-govdata", "unexpected"],
+    ids=["transient", "connection-reset", "timeout", "db-went-away"],
 )
-def test_other_errors_propagate_to_be_retried(dag_module: types.ModuleType, fake_runner: Any, error: Exception) -> None:
+def test_transient_errors_propagate_to_be_retried(
+    dag_module: types.ModuleType, fake_runner: Any, error: Exception
+) -> None:
     fake_runner(_raise(error))
     with pytest.raises(type(error)) as raised:
         dag_module.run_step("catalog", "x.yaml")
     assert raised.value is error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        GovdataError("the collect step has not run yet"),
+        OSError("disk full"),
+        KeyError("rows"),
+        sa_exc.ProgrammingError("SELECT nope", {}, Exception("column nope does not exist")),
+    ],
+    ids=["other-govdata", "disk-full", "bug", "bad-sql"],
+)
+def test_other_errors_fail_at_once(dag_module: types.ModuleType, fake_runner: Any, error: Exception) -> None:
+    """A retry would fail the same way and only delay the alert."""
+    fake_runner(_raise(error))
+    with pytest.raises(AirflowFailException, match=type(error).__name__) as raised:
+        dag_module.run_step("catalog", "x.yaml")
+    assert raised.value.__cause__ is error
