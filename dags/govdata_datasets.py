@@ -1,4 +1,13 @@
-"""One Airflow DAG per dataset spec: collect >> cleanse >> quality >> catalog >> publish.
+"""Two Airflow DAGs per dataset spec: its pipeline, and the deliveries to its subscribers.
+
+``govdata__<id>`` runs collect >> cleanse >> quality >> catalog >> publish on the schedule its
+更新周期 promises (:mod:`pipelines.schedule`); publish emits the dataset's Asset event.
+``govdata_deliver__<id>`` is scheduled on that Asset: each event (several queued events make one
+run, which delivers the latest version) finds the active database grants of the dataset that are
+behind and delivers to each (one mapped task per grant, through :mod:`exchange.delivery_db`:
+masked, upserted in one transaction, receipted). A revoked, expired or used-up grant is not due,
+so it receives nothing more; file and API grants are pulled by the subscriber. A task that fails
+for good raises a ``run.failed`` alert (:func:`exchange.watch.run_failed`).
 
 This file is glue only. At parse time it reads the YAML specs (cheap: PyYAML and pydantic) and
 nothing else: no Great Expectations, pandas, DuckDB or ``pipelines.runner`` at module top, no
@@ -46,6 +55,7 @@ log = logging.getLogger(__name__)
 
 DATASETS_ENV = "GOVDATA_DATASETS_DIR"
 DAG_ID_PREFIX = "govdata__"
+DELIVER_PREFIX = "govdata_deliver__"
 STEPS = ("collect", "cleanse", "quality", "catalog", "publish")
 #: The steps after which the reports site is updated (Data Docs of the run, scorecard pages).
 SITE_STEPS = ("quality", "publish")
@@ -194,6 +204,67 @@ def _update_site(spec_path: str, logical_date: dt.datetime) -> None:
         log.warning("the reports site was not updated for %s: %s", spec_path, exc)
 
 
+def _store() -> Any:
+    from catalog.store import CatalogStore
+    from pipelines.workspace import Workspace
+
+    return CatalogStore(Workspace.from_env().catalog_url)
+
+
+def alert_on_failure(context: Any) -> None:
+    """Airflow's failure callback: a task that failed for good raises a ``run.failed`` alert (best effort)."""
+    ti = context["ti"]
+    dag_id = str(ti.dag_id)
+    dataset = dag_id.removeprefix(DELIVER_PREFIX).removeprefix(DAG_ID_PREFIX)
+    try:
+        from exchange.watch import run_failed
+
+        run_failed(
+            _store(),
+            dataset=dataset,
+            dag_id=dag_id,
+            run_id=str(ti.run_id),
+            task_id=str(ti.task_id),
+            try_number=getattr(ti, "try_number", None),
+            error=str(context.get("exception") or "failed"),
+        )
+    except Exception as exc:  # noqa: BLE001 - an alert that cannot be stored must not mask the task's own failure
+        log.error("govdata: the run.failed alert for %s/%s was not stored: %s", dag_id, ti.task_id, exc)
+
+
+def due_deliveries(dataset: str) -> list[int]:
+    """The active database grants of ``dataset`` that are behind its latest version (logs the triggering events)."""
+    from exchange.delivery_db import due_grants
+
+    events = get_current_context().get("triggering_asset_events") or {}
+    versions = sorted({e.extra.get("version") for evs in events.values() for e in evs if e.extra.get("version")})
+    grants = due_grants(_store(), dt.datetime.now(dt.UTC), entry=dataset)
+    log.info("govdata: %s published version(s) %s; due database grants: %s", dataset, versions or "-", grants)
+    return grants
+
+
+def deliver_grant(grant_id: int) -> dict[str, Any]:
+    """Deliver the latest version to one grant's database; a grant that stopped being active is skipped."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from exchange.delivery_db import deliver_to_database
+    from exchange.errors import Conflict
+
+    try:
+        receipt = deliver_to_database(_store(), grant_id, actor="airflow")
+    except Conflict as exc:  # revoked, expired or used up since it was found due
+        raise AirflowSkipException(str(exc)) from exc
+    except TerminalError as exc:
+        raise AirflowFailException(str(exc)) from exc
+    safe: dict[str, Any] = json.loads(json.dumps(receipt, ensure_ascii=False, default=str))
+    if receipt["outcome"] != "succeeded":  # retried with backoff inside already; the receipt says why
+        raise AirflowFailException(
+            f"delivery of grant {grant_id} (version {receipt['version']}) failed after "
+            f"{receipt['attempts']} attempt(s): {receipt['error']}; receipt {receipt['id']}"
+        )
+    return safe
+
+
 def build_dag(spec_path: str | Path, *, root: Path | None = None) -> DAG:
     """The DAG of one dataset spec (raises the spec's :class:`~pipelines.errors.SpecError`)."""
     return _build(load_spec(spec_path), root if root is not None else datasets_dir())
@@ -216,7 +287,12 @@ def _build(spec: DatasetSpec, root: Path) -> DAG:
         max_active_runs=1,
         tags=_tags(spec, root),
         doc_md=_doc_md(spec),
-        default_args={"owner": owner, "retries": RETRIES, "retry_delay": RETRY_DELAY},
+        default_args={
+            "owner": owner,
+            "retries": RETRIES,
+            "retry_delay": RETRY_DELAY,
+            "on_failure_callback": alert_on_failure,
+        },
     ) as dag:
 
         @task
@@ -252,6 +328,41 @@ def _build(spec: DatasetSpec, root: Path) -> DAG:
     return dag
 
 
+def _build_deliveries(spec: DatasetSpec, root: Path) -> DAG:
+    """The DAG that serves ``spec``'s subscribers whenever its Asset is updated."""
+    dataset = spec.id
+    with DAG(
+        dag_id=f"{DELIVER_PREFIX}{dataset}",
+        description=f"交付 {spec.name} to its subscribers ({spec.department.name})",
+        schedule=[asset_for(spec)],
+        start_date=plan_for(spec).start,
+        catchup=False,
+        max_active_runs=1,
+        tags=[*_tags(spec, root), "delivery"],
+        doc_md=f"# 交付: {spec.name}\n\nRuns when `{dataset}` publishes; delivers the latest version to every "
+        "active database grant that is behind. `govdata exchange deliver --due` does the same by hand.",
+        default_args={
+            "owner": spec.department.name or "govdata",
+            "retries": 0,  # the database delivery retries with backoff itself
+            "on_failure_callback": alert_on_failure,
+        },
+    ) as dag:
+
+        @task
+        def due() -> list[int]:
+            """The grants to serve: active, database delivery, behind the latest version."""
+            return due_deliveries(dataset)
+
+        @task
+        def deliver(grant_id: int) -> dict[str, Any]:
+            """Deliver to one grant (masked, upserted in one transaction, receipted)."""
+            return deliver_grant(grant_id)
+
+        deliver.expand(grant_id=due())
+
+    return dag
+
+
 def _skip(spec_path: Path, exc: GovdataError) -> None:
     SPEC_ERRORS[str(spec_path)] = str(exc)
     log.error("govdata: skipped dataset spec %s: %s", spec_path, exc)
@@ -259,7 +370,7 @@ def _skip(spec_path: Path, exc: GovdataError) -> None:
 
 
 def build_dags(root: Path | None = None) -> dict[str, DAG]:
-    """One DAG per loadable spec under ``root``; bad specs are skipped and reported."""
+    """Two DAGs (pipeline, deliveries) per loadable spec under ``root``; bad specs are skipped and reported."""
     root = root if root is not None else datasets_dir()
     SPEC_ERRORS.clear()
     dags: dict[str, DAG] = {}
@@ -285,6 +396,8 @@ def build_dags(root: Path | None = None) -> dict[str, DAG]:
             continue
         seen[spec.id] = spec_path
         dags[dag.dag_id] = dag
+        deliveries = _build_deliveries(spec, root)
+        dags[deliveries.dag_id] = deliveries
     return dags
 
 

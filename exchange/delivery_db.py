@@ -892,8 +892,8 @@ def deliver_to_database(
     return {**answer, "target": target.qualified, "already_present": applied.already, "retryable": None}
 
 
-def due_grants(store: Any, now: dt.datetime) -> list[int]:
-    """Active database grants whose resource has a version newer than the last one delivered to them."""
+def due_grants(store: Any, now: dt.datetime, *, entry: str | None = None) -> list[int]:
+    """Active database grants whose resource (``entry``, or any) has a version newer than the last one delivered to them."""
     with store.session() as s:
         latest = (
             sa.select(Version.entry_id, sa.func.max(Version.number).label("number"))
@@ -910,6 +910,7 @@ def due_grants(store: Any, now: dt.datetime) -> list[int]:
                     Grant.expires_at > now,
                     sa.or_(Grant.max_uses.is_(None), Grant.uses < Grant.max_uses),
                     sa.or_(Grant.last_version.is_(None), Grant.last_version < latest.c.number),
+                    sa.true() if entry is None else Grant.entry_id == entry,
                 )
                 .order_by(Grant.id)
             )

@@ -113,7 +113,7 @@ OBJECTION_DETAIL = (
     "请核实参保状态是否为最新，必要时发布更正后的版本。"
 )
 WEBHOOK_EVENTS = {
-    "provider": ["application.submitted", "objection.raised"],
+    "provider": ["application.submitted", "objection.raised", "dataset.stale", "review.overdue", "run.failed"],
     "subscriber": ["application.decided", "version.delivered", "delivery.failed"],
 }
 

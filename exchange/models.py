@@ -14,6 +14,8 @@
 ``objections``         a subscriber's report of wrong data (纠错) against a version, and the thread
 ``objection_messages``
 ``api_calls``          calls of the data API (接口服务): caller, latency, outcome, rows
+``alerts``             what the watch raised (a stale resource, an overdue review, a failed
+                       delivery or pipeline task), once per subject and period
 =====================  ========================================================================
 
 Times are timezone-aware UTC (:class:`catalog.models.UtcDateTime`), on SQLite too. A change here needs a new migration (see CONTRIBUTING).
@@ -267,3 +269,19 @@ class ApiCall(Base):
     status: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[float] = mapped_column(Float)
     rows: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Alert(Base):
+    """One alert of the watch (:mod:`exchange.watch`), raised once per ``key`` (kind, subject, period)."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(250), unique=True)  # dedupe: kind:subject:period
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    department_uscc: Mapped[str | None] = mapped_column(String(18), index=True)  # None: the city platform
+    subject: Mapped[str] = mapped_column(String(200))
+    message: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column()
+    source: Mapped[str] = mapped_column(String(16))  # watch | airflow
+    raised_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)

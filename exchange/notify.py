@@ -109,6 +109,7 @@ __all__ = [
     "check_url",
     "dispatch_due",
     "emit",
+    "jsonable",
     "list_notifications",
     "list_webhooks",
     "register_webhook",
@@ -128,9 +129,12 @@ EVENTS: dict[str, str] = {
     "application.decided": "the department's application was approved or refused (subscriber)",
     "grant.revoked": "a grant of the department was revoked (subscriber)",
     "version.delivered": "a new version was delivered to the department (subscriber)",
-    "delivery.failed": "a delivery to the department failed for good (subscriber)",
+    "delivery.failed": "a delivery to the department (subscriber), or of its data (provider), failed for good",
     "objection.raised": "an objection to the department's data was raised (provider)",
     "objection.answered": "the provider answered the department's objection (subscriber)",
+    "dataset.stale": "a resource of the department missed its update cycle (provider; from the watch)",
+    "review.overdue": "an application to the department is past its review deadline (provider; from the watch)",
+    "run.failed": "a pipeline task of the department's dataset failed for good (provider; from Airflow)",
 }
 
 ATTEMPTS_ENV = "GOVDATA_WEBHOOK_ATTEMPTS"
@@ -158,11 +162,12 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # --- queueing ----------------------------------------------------------------------------------
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` with datetimes and dates as ISO text, mappings and sequences walked: ready for JSON."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (dt.datetime, dt.date)):
         return value.isoformat()
     return value
@@ -176,7 +181,7 @@ def emit(session: Session, *, department: str, event: str, payload: Mapping[str,
         select(Webhook).where(Webhook.department_uscc == department, Webhook.active.is_(True))
     ).all()
     now = utcnow()
-    body = _jsonable(payload)
+    body = jsonable(payload)
     queued = 0
     for hook in hooks:
         if event in hook.events:

@@ -34,7 +34,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from exchange import assessment, monitoring
+from exchange import assessment, monitoring, watch
 from exchange.api import DB, ERRORS, Caller
 from exchange.calendar import SHANGHAI
 from exchange.errors import Forbidden, NotFound
@@ -596,6 +596,44 @@ def notifications(
 ) -> dict[str, Any]:
     scope = _scope(caller, db, since=since, until=until, department=department)
     return monitoring.notifications(db, scope, limit=limit)
+
+
+class AlertCount(BaseModel):
+    kind: str
+    name: str = Field(description="the kind's Chinese name")
+    count: int
+
+
+class AlertItem(BaseModel):
+    id: int
+    kind: str = Field(description="dataset.stale, review.overdue, delivery.failed or run.failed")
+    kind_name: str
+    department: str | None = Field(description="the department it concerns; null: the city platform")
+    department_name: str | None
+    subject: str = Field(description="what it is about, e.g. entry:<id>, application:<id>, delivery:<id>")
+    message: str
+    source: Literal["watch", "airflow"]
+    raised_at: dt.datetime
+
+
+class Alerts(BaseModel):
+    scope: ScopeOut
+    total: int
+    counts: list[AlertCount]
+    latest: list[AlertItem] = Field(description="the newest alerts of the period")
+
+
+@router.get("/monitor/alerts", response_model=Alerts, summary="Alerts of the watch and of failed pipeline tasks")
+def alerts(
+    caller: Caller,
+    db: DB,
+    since: Since = None,
+    until: Until = None,
+    department: Department = None,
+    limit: Limit = 20,
+) -> dict[str, Any]:
+    scope = _scope(caller, db, since=since, until=until, department=department)
+    return watch.alerts(db, scope, limit=limit)
 
 
 def _assessment(

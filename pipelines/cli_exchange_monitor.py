@@ -24,7 +24,7 @@ from rich.table import Table
 from pipelines.cli_common import HomeOpt, out, user_errors
 from pipelines.cli_exchange import exchange_app, store
 
-__all__ = ["assess", "monitor"]
+__all__ = ["assess", "monitor", "watch"]
 
 PeriodOpt = Annotated[
     str | None,
@@ -255,3 +255,41 @@ def monitor(
     )
     table.add_row("notifications failed", str(found["notifications_failed"]))
     out.print(table)
+
+
+_CHECKS = ("freshness", "reviews", "deliveries")
+
+
+@exchange_app.command("watch")
+def watch(
+    check: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--check",
+            help="Run only this check (repeatable): freshness, reviews, deliveries. Default: all three.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the pass's counts as JSON.")] = False,
+    home: HomeOpt = None,
+) -> None:
+    """One pass of the watch (巡检): alert stale resources, overdue reviews and failed deliveries, once each."""
+    from exchange.watch import KINDS, run_watch
+    from pipelines.errors import SpecError
+
+    with user_errors():
+        chosen = tuple(dict.fromkeys(c.strip().lower() for c in (check or _CHECKS)))
+        unknown = [c for c in chosen if c not in _CHECKS]
+        if unknown:
+            raise SpecError(f"--check {unknown[0][:40]!r} is not a check", hint=f"choose from {', '.join(_CHECKS)}")
+        report = run_watch(store(home), chosen)
+    if as_json:
+        out.print_json(json.dumps(report.as_dict(), ensure_ascii=False))
+        return
+    for kind, name in KINDS.items():
+        if kind in report.seen and (report.seen[kind] or report.raised[kind]):
+            out.print(
+                f"{name} ({kind}): {report.seen[kind]} found, {report.raised[kind]} new alert(s)", highlight=False
+            )
+    if not report.as_dict()["total_raised"]:
+        out.print("no new alerts", highlight=False)

@@ -21,7 +21,8 @@
   var EVENT_NAMES = {  // exchange.notify.EVENTS
     "application.submitted": "收到申请", "application.decided": "申请已办结", "grant.revoked": "授权已撤销",
     "version.delivered": "新版本已交付", "delivery.failed": "交付失败", "objection.raised": "收到异议",
-    "objection.answered": "异议已答复"
+    "objection.answered": "异议已答复", "dataset.stale": "资源未按期更新", "review.overdue": "审核超期",
+    "run.failed": "治理任务失败"
   };
   var MEASURES = [
     ["completeness", "目录完整率"], ["coverage", "目录发布率"], ["timeliness", "按时更新率"],
@@ -190,6 +191,7 @@
       call("/monitor/consumers", common).then(current(renderConsumers)),
       call("/monitor/freshness", common).then(current(renderFreshness)),
       call("/monitor/notifications", common).then(current(renderNotifications)),
+      call("/monitor/alerts", Object.assign({ limit: 30 }, common)).then(current(renderAlerts)),
       call("/monitor/audit", Object.assign({ limit: 30 }, common)).then(current(renderAudit)),
       call("/assessment", common).then(current(renderAssessment))
     ];
@@ -417,6 +419,22 @@
     ];
     table("table-notes", columns, n.latest_failures, function (x) { return x.status; });
     table("table-notes-latest", columns, n.latest, function (x) { return x.status; });
+  }
+
+  function renderAlerts(a) {
+    var box = $("alert-counts");
+    box.textContent = "";
+    a.counts.forEach(function (c, i) {
+      if (i) { box.appendChild(document.createTextNode(" · ")); }
+      box.appendChild(document.createTextNode(c.name + " "));
+      box.appendChild(el("b", { text: fmtInt(c.count), "data-kind": c.kind }));
+    });
+    table("table-alerts", [
+      ["时间", function (x) { return fmtTime(x.raised_at); }], ["类型", function (x) { return x.kind_name; }],
+      ["部门", function (x) { return x.department_name || x.department || "市级平台"; }],
+      ["来源", function (x) { return x.source === "airflow" ? "Airflow" : "巡检"; }],
+      ["内容", function (x) { return x.message; }, "wrap"]
+    ], a.latest);
   }
 
   function renderAudit(a) {

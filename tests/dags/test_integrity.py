@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import Asset, CronDataIntervalTimetable
+from airflow.sdk.definitions.timetables.assets import AssetTriggeredTimetable
 
 from pipelines.spec import find_specs, load_spec
 
@@ -55,8 +57,13 @@ def test_every_spec_loads(bag: DagBag) -> None:
 def test_one_dag_per_spec(bag: DagBag, datasets: Path) -> None:
     specs = find_specs(datasets)
     assert specs, f"no dataset specs under {datasets}"
-    expected = {f"govdata__{load_spec(p).id}" for p in specs}
+    ids = [load_spec(p).id for p in specs]
+    expected = {f"govdata__{i}" for i in ids} | {f"govdata_deliver__{i}" for i in ids} | {"govdata_watch"}
     assert set(bag.dag_ids) == expected
+
+
+def _pipelines(bag: DagBag) -> list[Any]:
+    return [dag for dag_id, dag in bag.dags.items() if dag_id.startswith("govdata__")]
 
 
 def test_owner_tags_and_retries(bag: DagBag) -> None:
@@ -64,12 +71,33 @@ def test_owner_tags_and_retries(bag: DagBag) -> None:
         assert dag.owner not in ("", "airflow"), dag.dag_id
         assert "govdata" in dag.tags, dag.dag_id
         assert len(dag.tags) >= 2, f"{dag.dag_id}: needs a department tag"
+    for dag in _pipelines(bag):
         for t in dag.tasks:
             assert t.retries >= 1, f"{dag.dag_id}.{t.task_id}"
+            assert t.on_failure_callback, f"{dag.dag_id}.{t.task_id}: a failure must raise an alert"
+
+
+def test_each_dataset_has_a_delivery_dag_on_its_asset(bag: DagBag) -> None:
+    for dag in _pipelines(bag):
+        dataset_id = dag.dag_id.removeprefix("govdata__")
+        delivery = bag.dags[f"govdata_deliver__{dataset_id}"]
+        asset = Asset(name=f"govdata.{dataset_id}", uri=f"govdata://exchange/{dataset_id}", group="govdata")
+        assert isinstance(delivery.timetable, AssetTriggeredTimetable)
+        assert list(delivery.timetable.asset_condition.objects) == [asset]
+        assert [t.task_id for t in delivery.topological_sort()] == ["due", "deliver"]
+        assert delivery.get_task("deliver").is_mapped
+        assert delivery.get_task("deliver").on_failure_callback
+        assert "delivery" in delivery.tags
+
+
+def test_the_watch_dag_runs_every_check(bag: DagBag) -> None:
+    watch = bag.dags["govdata_watch"]
+    assert {t.task_id for t in watch.tasks} == {"freshness", "reviews", "deliveries"}
+    assert (watch.timetable.expression, str(watch.timetable.timezone)) == ("*/15 * * * *", "Asia/Shanghai")
 
 
 def test_five_steps_in_order(bag: DagBag) -> None:
-    for dag in bag.dags.values():
+    for dag in _pipelines(bag):
         assert [t.task_id for t in dag.topological_sort()] == STEPS, dag.dag_id
         for before, after in itertools.pairwise(STEPS):
             assert dag.get_task(before).downstream_task_ids == {after}, dag.dag_id
@@ -113,7 +141,10 @@ def test_a_bad_spec_hides_only_itself(monkeypatch: pytest.MonkeyPatch, sample_da
     bad.write_text("id: typo\nname: 错误\ndepartmnet: {}\n", encoding="utf-8")
     bag = _dagbag(monkeypatch, sample_datasets)
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"govdata__sample_enterprises", "govdata__other_enterprises"}
+    assert {d for d in bag.dag_ids if d.startswith("govdata__")} == {
+        "govdata__sample_enterprises",
+        "govdata__other_enterprises",
+    }
     (warning,) = _skipped_specs(bag)
     assert str(bad) in warning
     assert "department" in warning  # the loader's message names the key and suggests the fix
@@ -123,7 +154,7 @@ def test_a_repeated_dataset_id_is_skipped(monkeypatch: pytest.MonkeyPatch, sampl
     write_spec(sample_datasets / "zz_copy", "sample_enterprises")
     bag = _dagbag(monkeypatch, sample_datasets)
     assert bag.import_errors == {}
-    assert len(bag.dags) == 2
+    assert len([d for d in bag.dag_ids if d.startswith("govdata__")]) == 2
     (warning,) = _skipped_specs(bag)
     assert "zz_copy" in warning
     assert "already used" in warning
@@ -132,4 +163,4 @@ def test_a_repeated_dataset_id_is_skipped(monkeypatch: pytest.MonkeyPatch, sampl
 def test_no_datasets_folder_means_no_dags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     bag = _dagbag(monkeypatch, tmp_path / "missing")
     assert bag.import_errors == {}
-    assert bag.dags == {}
+    assert set(bag.dag_ids) == {"govdata_watch"}

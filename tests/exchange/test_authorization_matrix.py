@@ -219,6 +219,7 @@ RULES: dict[tuple[str, str], tuple[Rule, ...]] = {
             "/monitor/consumers",
             "/monitor/audit",
             "/monitor/notifications",
+            "/monitor/alerts",
             "/assessment",
             "/assessment.xlsx",
         )

@@ -32,6 +32,7 @@ import httpx
 import pytest
 from openpyxl import load_workbook
 
+from exchange.watch import run_watch
 from tests.catalog.conftest_search import Server, start_server, venv_env
 from tests.exchange.conftest_exchange import Platform, build_platform
 from tests.exchange.monitor_scenario import ENV, populate
@@ -57,6 +58,7 @@ def dashboard_platform(home: Path) -> Shown:
     """The platform with three weeks of exchange activity (switch to ``govdata demo`` when it fills the exchange)."""
     platform: Platform = build_platform(home, rows=40)
     populate(platform)
+    run_watch(platform.store)  # the watch's alerts: the overdue review and the failed delivery
     platform.store.engine.dispose()
     return Shown(home=platform.home, tokens=dict(platform.tokens), departments=dict(platform.departments))
 
@@ -283,6 +285,11 @@ def test_the_dashboard_loads_offline_and_draws_every_chart(session: Session, ser
     assert rows(page, "table-note-events") == len(notes["by_event"])
     assert f"失败 {notes['counts']['failed']}" in page.inner_text("#note-counts")
     assert f"已发送 {notes['counts']['sent']}" in page.inner_text("#note-counts")
+    alerts = api(server, shown, "monitor/alerts", since=query["since"], until=query["until"], limit=30)
+    assert rows(page, "table-alerts") == alerts["total"] == len(alerts["latest"]) >= 2
+    shown_counts = {b.get_attribute("data-kind"): int(b.inner_text()) for b in page.locator("#alert-counts b").all()}
+    assert shown_counts == {c["kind"]: c["count"] for c in alerts["counts"]}
+    assert shown_counts["review.overdue"] >= 1 and shown_counts["delivery.failed"] >= 1
     assert rows(page, "table-audit") == 30
     assert rows(page, "table-assessment") == 3
     session.shot(page, "02-city-admin")
