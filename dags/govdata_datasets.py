@@ -164,6 +164,17 @@ def _logical_date(context: Any, timezone: str) -> dt.datetime:
     return value.astimezone(ZoneInfo(timezone))
 
 
+def _lineage_parent(context: Any) -> Any:
+    """The DAG run as the OpenLineage parent of the step's events (None: the core's own run parent)."""
+    from pipelines import lineage
+
+    dag_run = context.get("dag_run")
+    dag_id, run_id = getattr(dag_run, "dag_id", None), getattr(dag_run, "run_id", None)
+    if not dag_id or not run_id:
+        return None
+    return lineage.Parent.of(str(dag_id), str(run_id))
+
+
 def run_step(step: str, spec_path: str, timezone: str = "Asia/Shanghai") -> dict[str, Any]:
     """Run one runner step for the current task's period, mapping errors to Airflow's.
 
@@ -174,10 +185,11 @@ def run_step(step: str, spec_path: str, timezone: str = "Asia/Shanghai") -> dict
     from pipelines import runner  # heavy (DuckDB; GX in quality): only when a task runs
 
     step_fn: Callable[..., dict[str, Any]] = getattr(runner, step)
-    logical_date = _logical_date(get_current_context(), timezone)
+    context = get_current_context()
+    logical_date = _logical_date(context, timezone)
     log.info("govdata %s of %s for %s", step, spec_path, logical_date.isoformat())
     try:
-        report = step_fn(spec_path, logical_date)
+        report = step_fn(spec_path, logical_date, lineage_parent=_lineage_parent(context))
     except TerminalError as exc:  # QualityGateHeld is one: nothing was published, do not retry
         raise AirflowFailException(str(exc)) from exc
     except Exception as exc:

@@ -4,6 +4,9 @@ Each step is a plain function keyed by (spec, logical date). It reads what the p
 wrote (by path, under the workspace) and writes a small JSON step report, so the steps can run in
 one process (``govdata run``) or as separate Airflow tasks. Re-running a key replaces that run's
 outputs; publishing identical content again is a no-op recognised by checksum.
+
+Each step emits OpenLineage events, START then COMPLETE or FAIL (:mod:`pipelines.lineage`);
+``lineage_parent`` names the run they belong to (the Airflow DAG run), by default the run key.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 from connectors import make_connector
 from connectors.base import DATA_FILE, ROW_COLUMN
-from pipelines import background, references, scorecard
+from pipelines import background, lineage, references, scorecard
 from pipelines import cleanse as cleanse_mod
 from pipelines.errors import GovdataError, QualityGateHeld, SourceError, SpecError
 from pipelines.files import sha256_file
@@ -142,10 +145,18 @@ def _replace_dir(tmp: Path, target: Path) -> None:
 
 
 def collect(
-    spec: str | Path | DatasetSpec, logical_date: Any = None, *, home: str | Path | None = None
+    spec: str | Path | DatasetSpec,
+    logical_date: Any = None,
+    *,
+    home: str | Path | None = None,
+    lineage_parent: lineage.Parent | None = None,
 ) -> dict[str, Any]:
     """Read the source into an immutable landing copy (Parquet, row count, sha256)."""
     ctx = spec if isinstance(spec, RunContext) else RunContext.make(spec, logical_date, home)
+    return lineage.observe(ctx, "collect", _collect, parent=lineage_parent)
+
+
+def _collect(ctx: RunContext) -> dict[str, Any]:
     s = ctx.spec
     where = f"{s.path} source"
     options = render_source_options(s, ctx.logical_date)  # e.g. path: exports/{ds}.csv
@@ -214,9 +225,15 @@ def collect(
 # --- 2 cleanse ---------------------------------------------------------------------------------
 
 
-def cleanse(spec: Any, logical_date: Any = None, *, home: str | Path | None = None) -> dict[str, Any]:
+def cleanse(
+    spec: Any, logical_date: Any = None, *, home: str | Path | None = None, lineage_parent: lineage.Parent | None = None
+) -> dict[str, Any]:
     """Standardise, cast and de-duplicate the landed rows into the staging folder."""
     ctx = spec if isinstance(spec, RunContext) else RunContext.make(spec, logical_date, home)
+    return lineage.observe(ctx, "cleanse", _cleanse, parent=lineage_parent)
+
+
+def _cleanse(ctx: RunContext) -> dict[str, Any]:
     collected = ctx.read_step("collect")
     tmp = _fresh_dir(ctx.staging)
     try:
@@ -258,9 +275,15 @@ def _build_quarantine(ctx: RunContext, failures: Path | None) -> int:
     )
 
 
-def quality(spec: Any, logical_date: Any = None, *, home: str | Path | None = None) -> dict[str, Any]:
+def quality(
+    spec: Any, logical_date: Any = None, *, home: str | Path | None = None, lineage_parent: lineage.Parent | None = None
+) -> dict[str, Any]:
     """Run the expectation suite on the staged rows; quarantine failing rows; hold or pass."""
     ctx = spec if isinstance(spec, RunContext) else RunContext.make(spec, logical_date, home)
+    return lineage.observe(ctx, "quality", _quality, parent=lineage_parent)
+
+
+def _quality(ctx: RunContext) -> dict[str, Any]:
     collected = ctx.read_step("collect")
     cleansed = ctx.read_step("cleanse")
     s = ctx.spec
@@ -424,9 +447,15 @@ def _fingerprint(con: Any, data: Path, spec: DatasetSpec) -> tuple[int, str]:
     return count, digest
 
 
-def catalog(spec: Any, logical_date: Any = None, *, home: str | Path | None = None) -> dict[str, Any]:
+def catalog(
+    spec: Any, logical_date: Any = None, *, home: str | Path | None = None, lineage_parent: lineage.Parent | None = None
+) -> dict[str, Any]:
     """Register the catalog entry and prepare the candidate version (canonical file + checksum)."""
     ctx = spec if isinstance(spec, RunContext) else RunContext.make(spec, logical_date, home)
+    return lineage.observe(ctx, "catalog", _catalog, parent=lineage_parent)
+
+
+def _catalog(ctx: RunContext) -> dict[str, Any]:
     collected = ctx.read_step("collect")
     checked = ctx.read_step("quality")
     if checked.get("status") != "passed":
@@ -495,13 +524,19 @@ def catalog(spec: Any, logical_date: Any = None, *, home: str | Path | None = No
 # --- 5 publish ---------------------------------------------------------------------------------
 
 
-def publish(spec: Any, logical_date: Any = None, *, home: str | Path | None = None) -> dict[str, Any]:
+def publish(
+    spec: Any, logical_date: Any = None, *, home: str | Path | None = None, lineage_parent: lineage.Parent | None = None
+) -> dict[str, Any]:
     """Commit the candidate as the next version: into the workspace's exchange store, or to a remote exchange.
 
     The commit itself (unchanged check, schema-change gate, store, catalog row, audit) is
     :func:`exchange.publishing.commit`, the same on both paths; ``GOVDATA_EXCHANGE_URL`` picks the path.
     """
     ctx = spec if isinstance(spec, RunContext) else RunContext.make(spec, logical_date, home)
+    return lineage.observe(ctx, "publish", _publish, parent=lineage_parent)
+
+
+def _publish(ctx: RunContext) -> dict[str, Any]:
     collected = ctx.read_step("collect")
     checked = ctx.read_step("quality")
     prepared = ctx.read_step("catalog")

@@ -19,6 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from sqlalchemy import exc as sa_exc
 
 import pipelines
+from pipelines import lineage
 from pipelines.errors import GovdataError, QualityGateHeld, SourceError, SpecError, TransientError
 
 from .helpers import DAG_FILE, STEPS
@@ -35,8 +36,11 @@ def dag_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> types.ModuleT
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    run = types.SimpleNamespace(dag_id="govdata__x", run_id="scheduled__2026-11-24T00:00:00+00:00")
     monkeypatch.setattr(
-        module, "get_current_context", lambda: {"logical_date": DAY, "data_interval_start": DAY - dt.timedelta(days=1)}
+        module,
+        "get_current_context",
+        lambda: {"logical_date": DAY, "data_interval_start": DAY - dt.timedelta(days=1), "dag_run": run},
     )
     return module
 
@@ -47,11 +51,15 @@ def fake_runner(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[..., dict
 
     def install(behaviour: Callable[..., dict[str, Any]]) -> list[tuple[Any, ...]]:
         calls: list[tuple[Any, ...]] = []
+        parents.clear()
         fake = types.ModuleType("pipelines.runner")
         for step in STEPS:
 
-            def step_fn(spec_path: str, logical_date: Any, *, home: Any = None, _step: str = step) -> dict[str, Any]:
+            def step_fn(
+                spec_path: str, logical_date: Any, *, home: Any = None, lineage_parent: Any = None, _step: str = step
+            ) -> dict[str, Any]:
                 calls.append((_step, spec_path, logical_date))
+                parents.append(lineage_parent)
                 return behaviour()
 
             setattr(fake, step, step_fn)
@@ -60,6 +68,10 @@ def fake_runner(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[..., dict
         return calls
 
     return install
+
+
+#: The lineage parent each fake step was given, in call order.
+parents: list[Any] = []
 
 
 def _raise(exc: Exception) -> Callable[[], dict[str, Any]]:
@@ -85,6 +97,8 @@ def test_a_step_calls_its_runner_function_with_the_logical_date(
     calls = fake_runner(lambda: {"dataset": "x", "step": "s", "rows": 3, "at": Path("/data")})
     report = dag_module.run_step(step, "/specs/x.yaml")
     assert calls == [(step, "/specs/x.yaml", DAY)]
+    # the DAG run is the parent of the step's lineage events: the same id for every task of the run
+    assert parents == [lineage.Parent.of("govdata__x", "scheduled__2026-11-24T00:00:00+00:00")]
     assert report == {"dataset": "x", "step": "s", "rows": 3, "at": "/data"}  # made JSON-safe for XCom
 
 
