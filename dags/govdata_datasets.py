@@ -263,7 +263,8 @@ def deliver_grant(grant_id: int) -> dict[str, Any]:
     from exchange.errors import Conflict
 
     try:
-        receipt = deliver_to_database(_store(), grant_id, actor="airflow")
+        parent = _lineage_parent(get_current_context())
+        receipt = deliver_to_database(_store(), grant_id, actor="airflow", lineage_parent=parent)
     except Conflict as exc:  # revoked, expired or used up since it was found due
         raise AirflowSkipException(str(exc)) from exc
     except TerminalError as exc:

@@ -105,6 +105,7 @@ from exchange.delivery import (
 )
 from exchange.errors import Conflict, NotFound
 from exchange.models import Delivery, Grant
+from pipelines import lineage
 from pipelines.errors import GovdataError, SpecError, TerminalError
 
 __all__ = [
@@ -741,11 +742,17 @@ def deliver_to_database(
     batch_rows: int | None = None,
     work_dir: Path | None = None,
     full: bool = False,
+    lineage_parent: lineage.Parent | None = None,
+    lineage_home: Path | None = None,
 ) -> dict[str, Any]:
     """Deliver ``version`` (default the latest) of grant ``grant_id`` into its target database; returns the receipt.
 
     ``full``: replace the table's rows with the whole version even if the target holds an earlier
     version of this grant, or this one (a re-delivery: when the subscriber doubts its copy).
+
+    Each started delivery is an OpenLineage run (:func:`pipelines.lineage.observe_delivery`):
+    ``lineage_parent`` names the run it belongs to (the Airflow DAG run), ``lineage_home`` the
+    workspace of the default lineage files (default ``$GOVDATA_HOME``).
 
     Refusals (no such grant, another delivery method, a grant not active, no version) raise
     before anything is written. Once started, the outcome is in the receipt: ``succeeded``
@@ -783,6 +790,7 @@ def deliver_to_database(
         s.add(row)
         s.flush()
         receipt = row.id
+    seen = lineage.observe_delivery(info, new, receipt=receipt, parent=lineage_parent, home=lineage_home)
     t0 = time.perf_counter()
     folder = (
         Path(tempfile.mkdtemp(prefix="govdata-delivery-"))
@@ -812,6 +820,7 @@ def deliver_to_database(
     try:
         target = parse_target(info)
         connected = _engine(target)
+        seen.start(connected.engine.url, table=target.table, schema=target.schema)
         try:
             while True:
                 attempts += 1
@@ -853,6 +862,7 @@ def deliver_to_database(
             failed(s, row, target=target.qualified if target else None)
             answer = {**receipt_dict(row), "target": target.qualified if target else None}
         log.warning("database delivery of grant %d (version %d) failed for good: %s", info.id, number, answer["error"])
+        seen.fail(answer["error"], exc)
         if not isinstance(exc, (GovdataError, sa_exc.SQLAlchemyError, OSError, pa.ArrowException)):
             raise
         return {**answer, "already_present": False, "retryable": is_transient(exc)}
@@ -889,7 +899,9 @@ def deliver_to_database(
         attempts,
         " (already there)" if applied.already else "",
     )
-    return {**answer, "target": target.qualified, "already_present": applied.already, "retryable": None}
+    answer = {**answer, "target": target.qualified, "already_present": applied.already, "retryable": None}
+    seen.complete(answer)
+    return answer
 
 
 def due_grants(store: Any, now: dt.datetime, *, entry: str | None = None) -> list[int]:
@@ -923,6 +935,7 @@ def deliver_due(
     now: dt.datetime | None = None,
     policy: RetryPolicy | None = None,
     actor: str = SYSTEM_ACTOR,
+    lineage_home: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Deliver the latest version to every active database grant that is behind; one receipt each.
 
@@ -934,7 +947,9 @@ def deliver_due(
     receipts = []
     for grant_id in due_grants(store, now):
         try:
-            receipts.append(deliver_to_database(store, grant_id, actor=actor, now=now, policy=policy))
+            receipts.append(
+                deliver_to_database(store, grant_id, actor=actor, now=now, policy=policy, lineage_home=lineage_home)
+            )
         except GovdataError as exc:
             log.warning("due delivery of grant %d skipped: %s", grant_id, exc.message)
     return receipts

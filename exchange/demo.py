@@ -469,7 +469,12 @@ def _deliver_database(store: CatalogStore, workspace: Workspace, grant_id: int, 
     # One quick retry: a demo pointed at a database that is down should say so in seconds.
     policy = delivery_db.RetryPolicy(retries=1, backoff=0.5)
     receipt = delivery_db.deliver_to_database(
-        store, grant_id, actor=user, policy=policy, work_dir=workspace.root / "tmp" / "delivery"
+        store,
+        grant_id,
+        actor=user,
+        policy=policy,
+        work_dir=workspace.root / "tmp" / "delivery",
+        lineage_home=workspace.root,
     )
     where = f"{shown} · table {receipt.get('target') or TARGET_TABLE}"
     if receipt["outcome"] != "succeeded":

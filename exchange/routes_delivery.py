@@ -206,6 +206,7 @@ def deliver(grant_id: GrantId, request: Request, caller: Caller, body: DeliverIn
         version=body.version if body else None,
         work_dir=_work_dir(request),
         full=body.full if body else False,
+        lineage_home=request.app.state.workspace.root,
     )
     if receipt["outcome"] != "succeeded":
         message = (

@@ -123,6 +123,7 @@ def deliver(
     """Run database deliveries (库表交换) now, retried with backoff; exit 1 if one fails."""
     from exchange.delivery import grant_for
     from exchange.delivery_db import deliver_due, deliver_to_database
+    from pipelines.workspace import Workspace
 
     with user_errors():
         if due == (grant is not None):
@@ -136,7 +137,12 @@ def deliver(
                 with platform.session() as s:
                     principal(s, acting).require("exchange:admin")
                 who = actor(acting)
-            receipts = deliver_due(platform) if who is None else deliver_due(platform, actor=who)
+            root = Workspace.from_env(home).root
+            receipts = (
+                deliver_due(platform, lineage_home=root)
+                if who is None
+                else deliver_due(platform, actor=who, lineage_home=root)
+            )
             if not receipts:
                 out.print("no database grant is behind", highlight=False)
         else:
@@ -146,7 +152,13 @@ def deliver(
                 grant_for(s, grant, principal(s, who), purpose="deliver")
             receipts = [
                 deliver_to_database(
-                    platform, grant, actor=who, version=version, full=full, work_dir=_workspace_tmp(home)
+                    platform,
+                    grant,
+                    actor=who,
+                    version=version,
+                    full=full,
+                    work_dir=_workspace_tmp(home),
+                    lineage_home=Workspace.from_env(home).root,
                 )
             ]
     for receipt in receipts:

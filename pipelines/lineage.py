@@ -1,4 +1,4 @@
-"""OpenLineage run events for the five steps: START, then COMPLETE, FAIL or ABORT, with real datasets.
+"""OpenLineage run events for the five steps and database deliveries: START, then COMPLETE, FAIL or ABORT.
 
 Each step of a run (:func:`observe`, called by the step functions of :mod:`pipelines.runner`, so
 ``govdata run``, ``govdata demo`` and the Airflow tasks all emit the same events) is one
@@ -26,6 +26,22 @@ publish  the candidate file                               the exchange version (
                                                           name ``<dataset>/<version>``, sha256, rows)
 ======== ================================================ ==============================================
 
+**Database deliveries.** :func:`observe_delivery`, called by
+:func:`exchange.delivery_db.deliver_to_database` (so ``govdata exchange deliver``, the exchange
+API and the Airflow delivery DAG all emit it), makes each started delivery one run of the job
+``<entry>.deliver``: one job per resource, the grant, receipt, subscriber and kind of delivery
+being run tags. Its input is the exchange version, named as the publish step names its output
+(and, for a change set, the version the table held); its output the subscriber's table per the
+naming spec, from the target URL's backend, host, port and database only: ``postgres://host:port``
+and ``db.schema.table``, ``mysql://host:port`` and ``db.table``, ``sqlite://<file>`` and ``table``;
+with the delivered columns as its schema (a masked column is ``VARCHAR``), a column lineage that
+says which columns are masked and by which rule (also tagged ``masked``: rule names, no values)
+and the rows written. A delivery that fails for good is a FAIL with the receipt's error, or only
+the exception's type when that is not a :class:`~pipelines.errors.GovdataError` (a database's
+message may quote a value). No parent by default (the exchange version links a delivery to the
+run that published it); the Airflow glue passes the DAG run (``lineage_parent``). The default
+file is ``$GOVDATA_HOME/lineage/<entry>/deliveries/<receipt id>.jsonl``.
+
 Sensitive columns appear by name (in schema facets, and tagged ``sensitive``), never a value:
 no facet carries a row, an observed value or an expectation's arguments, and a FAIL event's
 error message is the message of a :class:`~pipelines.errors.GovdataError` (written without data)
@@ -43,7 +59,8 @@ variables, or an ``openlineage.yml`` (``OPENLINEAGE_CONFIG``, the working folder
 waits for the network while it works; at its end a step waits at most ``GOVDATA_LINEAGE_TIMEOUT``
 seconds (default 5) for its events. A transport error is logged once per run at WARNING with its
 cause, and so is a delivery slower than the timeout; either turns lineage off for the rest of that
-run in this process, so a dead endpoint costs at most one timeout per step process. A bad
+run in this process, so a dead endpoint costs at most one timeout per step process (and per
+delivery: a delivery is a run of its own, whose thread ends a second after each event). A bad
 configuration (``OPENLINEAGE_URL`` that is not an http(s) URL, an unknown transport type, a
 missing ``OPENLINEAGE_CONFIG`` file) is logged at WARNING naming the variable and the fix, and
 the run goes on without lineage. See docs/adr/0013-lineage.md.
@@ -59,7 +76,7 @@ import queue
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -71,7 +88,9 @@ if TYPE_CHECKING:
     from openlineage.client import OpenLineageClient
     from openlineage.client.event_v2 import InputDataset, OutputDataset, RunEvent
     from openlineage.client.generated.base import DatasetFacet, InputDatasetFacet, JobFacet, OutputDatasetFacet
+    from sqlalchemy.engine import URL
 
+    from exchange.delivery import GrantInfo, VersionData
     from pipelines.runner import RunContext
     from pipelines.spec import DatasetSpec
 
@@ -83,11 +102,14 @@ __all__ = [
     "NAMESPACE_ENV",
     "SWITCH_ENV",
     "TIMEOUT_ENV",
+    "DeliveryLineage",
     "Parent",
+    "delivery_event_file",
     "enabled",
     "event_file",
     "job_namespace",
     "observe",
+    "observe_delivery",
 ]
 
 log = logging.getLogger(__name__)
@@ -242,9 +264,10 @@ class _Worker:
     One per run, so a run whose endpoint hangs never holds back the events of another run.
     """
 
-    def __init__(self, name: str, on_idle: Callable[[], None]) -> None:
+    def __init__(self, name: str, on_idle: Callable[[], None], idle: float = _IDLE_SECONDS) -> None:
         self._name = name
         self._on_idle = on_idle
+        self._idle = idle
         self._jobs: queue.SimpleQueue[tuple[Callable[[], None], threading.Event]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -262,7 +285,7 @@ class _Worker:
     def _loop(self) -> None:
         while True:
             try:
-                job, done = self._jobs.get(timeout=_IDLE_SECONDS)
+                job, done = self._jobs.get(timeout=self._idle)
             except queue.Empty:
                 with self._lock:  # submit() puts under this lock: nothing can slip in unseen
                     if self._jobs.empty():
@@ -281,8 +304,8 @@ class _Worker:
 class _RunState:
     """What this process knows about the lineage of one run: its thread, its client, its troubles."""
 
-    def __init__(self, name: str) -> None:
-        self.worker = _Worker(name, on_idle=self.close)
+    def __init__(self, name: str, idle: float = _IDLE_SECONDS) -> None:
+        self.worker = _Worker(name, on_idle=self.close, idle=idle)
         #: A transport error or a slow delivery: further events of the run are dropped.
         self.off = False
         self.warned: set[str] = set()
@@ -457,22 +480,29 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class _Step:
-    """The lineage of one execution of one step."""
+class _Observed:
+    """One OpenLineage run whose events are built and sent on its lineage thread (a step, a delivery).
 
-    def __init__(self, ctx: RunContext, step: str, parent: Parent) -> None:
-        self.ctx = ctx
-        self.step = step
-        self.parent = parent
-        self.key = (str(ctx.workspace.root), ctx.dataset, ctx.run_id)
-        self.state = _run_state(self.key)
+    Subclasses say what the run is (:meth:`_event`, :attr:`what`, :attr:`subject`, :attr:`noun`)
+    and where the default file transport writes (:attr:`default_file`).
+    """
+
+    #: For messages: what sends (``collect``, ``deliver``), the run's name, and what goes on without lineage.
+    what = ""
+    subject = ""
+    noun = "run"
+
+    def __init__(self, state: _RunState, default_file: Path) -> None:
+        self.state = state
+        self.default_file = default_file
         self.run_id: str | None = None
 
-    def send(self, kind: str, *, report: dict[str, Any] | None = None, error: str | None = None) -> None:
+    def send(self, kind: str, *, at: dt.datetime | None = None, **details: Any) -> None:
+        """Queue the ``kind`` event; a terminal one waits (at most the timeout) for the run's events."""
         if self.state.off:
             return
-        at = _now()
-        done = self.state.worker.submit(lambda: self._emit(kind, at, report, error))
+        when = at or _now()
+        done = self.state.worker.submit(lambda: self._emit(kind, when, details))
         if kind != "START":
             self._wait(done)
 
@@ -483,37 +513,38 @@ class _Step:
         self.state.off = True
         self.state.warn(
             "slow",
-            "lineage: the %s events of %s run %s were not delivered within %.1f s (%s); the run goes on, "
-            "without lineage for the rest of this run",
-            self.step,
-            self.ctx.dataset,
-            self.ctx.run_id,
+            "lineage: the %s events of %s were not delivered within %.1f s (%s); the %s goes on, "
+            "without lineage for the rest of this %s",
+            self.what,
+            self.subject,
             timeout,
             TIMEOUT_ENV,
+            self.noun,
+            self.noun,
         )
 
-    def _emit(self, kind: str, at: dt.datetime, report: dict[str, Any] | None, error: str | None) -> None:
+    def _emit(self, kind: str, at: dt.datetime, details: dict[str, Any]) -> None:
         if self.state.off:
             return
         try:
             if self.run_id is None:
                 from openlineage.client.uuid import generate_new_uuid
 
-                self.run_id = str(generate_new_uuid(at))  # UUIDv7: ordered by the step's start
-            client = _client_for(self.state, event_file(self.ctx.workspace.root, self.ctx.dataset, self.ctx.run_id))
+                self.run_id = str(generate_new_uuid(at))  # UUIDv7: ordered by the run's start
+            client = _client_for(self.state, self.default_file)
             if client is None:
                 return
-            event = self._event(kind, at, report, error)
-        except Exception as exc:  # noqa: BLE001 - describing a step must never fail it
+            event = self._event(kind, at, details)
+        except Exception as exc:  # noqa: BLE001 - describing a run must never fail it
             self.state.off = True
             self.state.warn(
                 "build",
-                "lineage: the %s event of %s run %s could not be built (%s: %s); the run goes on without lineage",
-                self.step,
-                self.ctx.dataset,
-                self.ctx.run_id,
+                "lineage: the %s event of %s could not be built (%s: %s); the %s goes on without lineage",
+                self.what,
+                self.subject,
                 type(exc).__name__,
                 _redact(str(exc)),
+                self.noun,
             )
             return
         try:
@@ -522,72 +553,96 @@ class _Step:
             self.state.off = True
             self.state.warn(
                 "transport",
-                "lineage: the %s %s event of %s run %s was not delivered by the %s transport (%s: %s); the run "
-                "goes on, without lineage for the rest of this run",
-                self.step,
+                "lineage: the %s %s event of %s was not delivered by the %s transport (%s: %s); the %s "
+                "goes on, without lineage for the rest of this %s",
+                self.what,
                 kind,
-                self.ctx.dataset,
-                self.ctx.run_id,
+                self.subject,
                 getattr(client.transport, "kind", "?"),
                 type(exc).__name__,
                 _redact(str(exc)),
+                self.noun,
+                self.noun,
             )
 
-    def _event(self, kind: str, at: dt.datetime, report: dict[str, Any] | None, error: str | None) -> RunEvent:
-        from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
-        from openlineage.client.facet_v2 import (
-            documentation_job,
-            error_message_run,
-            job_type_job,
-            nominal_time_run,
-            parent_run,
-            processing_engine_run,
+    def _event(self, kind: str, at: dt.datetime, details: dict[str, Any]) -> RunEvent:
+        raise NotImplementedError
+
+
+def _run_facets(parent: Parent | None, error: str | None) -> dict[str, Any]:
+    """The run facets of every govdata event: the parent (if any), the engine, and a FAIL's message."""
+    from openlineage.client.facet_v2 import error_message_run, parent_run, processing_engine_run
+
+    facets: dict[str, Any] = {}
+    if parent is not None:
+        root = parent.root or parent
+        facets["parent"] = parent_run.ParentRunFacet(
+            run=parent_run.Run(runId=parent.run_id),
+            job=parent_run.Job(namespace=parent.namespace, name=parent.name),
+            root=parent_run.Root(
+                run=parent_run.RootRun(runId=root.run_id),
+                job=parent_run.RootJob(namespace=root.namespace, name=root.name),
+            ),
+            producer=_producer(),
         )
+    facets["processing_engine"] = processing_engine_run.ProcessingEngineRunFacet(
+        version=_version("govdata"),
+        name="govdata",
+        openlineageAdapterVersion=_version("openlineage-python"),
+        producer=_producer(),
+    )
+    if error is not None:
+        facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
+            message=error, programmingLanguage="python", producer=_producer()
+        )
+    return facets
+
+
+def _job_facets(description: str) -> dict[str, JobFacet]:
+    from openlineage.client.facet_v2 import documentation_job, job_type_job
+
+    return {
+        "jobType": job_type_job.JobTypeJobFacet(
+            processingType="BATCH", integration=INTEGRATION, jobType="TASK", producer=_producer()
+        ),
+        "documentation": documentation_job.DocumentationJobFacet(
+            description=description, contentType="text/plain", producer=_producer()
+        ),
+    }
+
+
+class _Step(_Observed):
+    """The lineage of one execution of one step."""
+
+    def __init__(self, ctx: RunContext, step: str, parent: Parent) -> None:
+        key = (str(ctx.workspace.root), ctx.dataset, ctx.run_id)
+        super().__init__(_run_state(key), event_file(ctx.workspace.root, ctx.dataset, ctx.run_id))
+        self.ctx = ctx
+        self.step = step
+        self.parent = parent
+        self.what = step
+        self.subject = f"{ctx.dataset} run {ctx.run_id}"
+
+    def _event(self, kind: str, at: dt.datetime, details: dict[str, Any]) -> RunEvent:
+        from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
+        from openlineage.client.facet_v2 import nominal_time_run
 
         ctx = self.ctx
-        inputs, outputs, job_facets = _DATASETS[self.step](ctx, report)
-        parent = self.parent
-        root = parent.root or parent
-        run_facets: dict[str, Any] = {
-            "parent": parent_run.ParentRunFacet(
-                run=parent_run.Run(runId=parent.run_id),
-                job=parent_run.Job(namespace=parent.namespace, name=parent.name),
-                root=parent_run.Root(
-                    run=parent_run.RootRun(runId=root.run_id),
-                    job=parent_run.RootJob(namespace=root.namespace, name=root.name),
-                ),
-                producer=_producer(),
-            ),
-            "nominalTime": nominal_time_run.NominalTimeRunFacet(
-                nominalStartTime=_nominal(ctx.logical_date), producer=_producer()
-            ),
-            "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
-                version=_version("govdata"),
-                name="govdata",
-                openlineageAdapterVersion=_version("openlineage-python"),
-                producer=_producer(),
-            ),
-        }
-        if error is not None:
-            run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
-                message=error, programmingLanguage="python", producer=_producer()
-            )
-        job_facets = {
-            "jobType": job_type_job.JobTypeJobFacet(
-                processingType="BATCH", integration=INTEGRATION, jobType="TASK", producer=_producer()
-            ),
-            "documentation": documentation_job.DocumentationJobFacet(
-                description=f"{_STEP_DOCS.get(self.step, self.step)} Dataset: {ctx.spec.name} ({ctx.spec.department.name}).",
-                contentType="text/plain",
-                producer=_producer(),
-            ),
-            **job_facets,
-        }
+        inputs, outputs, job_facets = _DATASETS[self.step](ctx, details.get("report"))
+        run_facets = _run_facets(self.parent, details.get("error"))
+        run_facets["nominalTime"] = nominal_time_run.NominalTimeRunFacet(
+            nominalStartTime=_nominal(ctx.logical_date), producer=_producer()
+        )
+        description = f"{_STEP_DOCS.get(self.step, self.step)} Dataset: {ctx.spec.name} ({ctx.spec.department.name})."
         return RunEvent(
             eventType=RunState(kind),
             eventTime=at.isoformat(),
             run=Run(runId=str(self.run_id), facets=run_facets),
-            job=Job(namespace=job_namespace(), name=f"{ctx.dataset}.{self.step}", facets=job_facets),
+            job=Job(
+                namespace=job_namespace(),
+                name=f"{ctx.dataset}.{self.step}",
+                facets=_job_facets(description) | job_facets,
+            ),
             inputs=inputs,
             outputs=outputs,
             producer=_producer(),
@@ -740,21 +795,37 @@ def _sql_source(spec: DatasetSpec, options: dict[str, Any]) -> _Source:
     # The connector resolves url / url_env / conn_id (an Airflow connection) the same way for collect.
     url = getattr(connector, "_url")()  # noqa: B009 - the connector's own resolution, not a second copy of it
     backend = str(url.get_backend_name())
+    namespace, name = _table_dataset(url, schema, table)
+    if backend == "sqlite":
+        database = namespace.removeprefix("sqlite://")
+        files = (Path(database),) if Path(database).is_file() else ()
+        return _Source(namespace, name, files, query, backend)
+    return _Source(namespace, name, (), query, backend)
+
+
+def _table_dataset(url: URL, schema: str | None, table: str | None) -> tuple[str, str]:
+    """(namespace, name) of a database table per the OpenLineage naming spec: never a user or password.
+
+    Only the URL's backend, host, port and database are read: ``postgres://host:port`` +
+    ``db.schema.table``, ``mysql://host:port`` + ``db.table`` (the schema is MySQL's database),
+    ``sqlite://<absolute file>`` + ``table``.
+    """
+    backend = str(url.get_backend_name())
     if backend == "sqlite":
         database = str(Path(url.database or ":memory:").absolute()) if url.database != ":memory:" else ":memory:"
-        files = (Path(database),) if Path(database).is_file() else ()
-        return _Source(f"sqlite://{database}", str(table or "main"), files, query, backend)
+        return f"sqlite://{database}", ".".join(str(p) for p in (schema, table or "main") if p)
     host = _bracketed(url.host or "localhost")
     port = url.port or _DEFAULT_PORTS.get(backend)
     namespace = f"{'postgres' if backend == 'postgresql' else backend}://{host}" + (f":{port}" if port else "")
     database = url.database or ""
+    parts: list[str | None]
     if backend == "postgresql":
         parts = [database, schema or "public", table] if table else [database]
     elif backend in ("mysql", "mariadb"):
         parts = [schema or database, table] if table else [schema or database]
     else:
         parts = [database, schema, table] if table else [database]
-    return _Source(namespace, ".".join(str(p) for p in parts if p) or backend, (), query, backend)
+    return namespace, ".".join(str(p) for p in parts if p) or backend
 
 
 def _collect(ctx: RunContext, report: dict[str, Any] | None) -> _Datasets:
@@ -1000,3 +1071,256 @@ _DATASETS: dict[str, Callable[[RunContext, dict[str, Any] | None], _Datasets]] =
     "catalog": _catalog,
     "publish": _publish,
 }
+
+
+# --- one database delivery -----------------------------------------------------------------------
+
+#: The folder, under a resource's lineage folder, of the default file transport's delivery files.
+DELIVERIES_DIR = "deliveries"
+#: A delivery sends two events, minutes apart at most: its thread ends soon after each.
+_DELIVERY_IDLE_SECONDS = 1.0
+_DELIVER_DOC = (
+    "Deliver the granted items of a published version, masked by each grant's rules, into the subscriber's "
+    "own database (库表交换): the full version, or the changes since the version the table holds, upserted "
+    "by the primary key in one transaction."
+)
+
+
+def delivery_event_file(home: Path, entry: str, receipt: int) -> Path:
+    """Where the default file transport appends the events of the delivery with receipt ``receipt``."""
+    return home / LINEAGE_DIR / entry / DELIVERIES_DIR / f"{receipt}.jsonl"
+
+
+def observe_delivery(
+    grant: GrantInfo,
+    version: VersionData,
+    *,
+    receipt: int,
+    parent: Parent | None = None,
+    home: Path | None = None,
+) -> DeliveryLineage:
+    """The lineage of one database delivery of ``version`` to ``grant`` (receipt ``receipt``).
+
+    Call :meth:`DeliveryLineage.start` when the target is known, then :meth:`~DeliveryLineage.complete`
+    or :meth:`~DeliveryLineage.fail`. ``parent``: the run the delivery belongs to (the Airflow DAG
+    run, ``Parent.of(dag_id, dag_run.run_id)``); by default none, since a delivery asked for by a
+    subscriber belongs to no run (the exchange version, its input, links it to the run that
+    published it). ``home``: the workspace of the default file transport (default ``$GOVDATA_HOME``).
+    Lineage off: an object that does nothing.
+    """
+    try:
+        if not enabled():
+            return DeliveryLineage(None)
+        if home is None:
+            from pipelines.workspace import Workspace
+
+            home = Workspace.from_env().root
+        return DeliveryLineage(_Delivery(grant, version, receipt, parent, home))
+    except Exception as exc:  # noqa: BLE001 - lineage never fails a delivery
+        log.warning("lineage is off for delivery %s: %s: %s", receipt, type(exc).__name__, _redact(str(exc)))
+        return DeliveryLineage(None)
+
+
+class DeliveryLineage:
+    """START, then COMPLETE or FAIL, of one database delivery; no method raises, only the last one waits.
+
+    The job is ``<entry>.deliver`` (one per resource; the grant and the receipt are run tags), the
+    input the exchange version (``<entry>/<version>``, as the publish step names it, and the base
+    version of a change set), the output the subscriber's table, named per the OpenLineage naming
+    spec from the target URL's backend, host, port and database only.
+    """
+
+    def __init__(self, observed: _Delivery | None) -> None:
+        self._observed = observed
+
+    def start(self, url: URL, *, table: str, schema: str | None = None) -> None:
+        """The delivery writes into ``table`` (in ``schema``) of the database at ``url`` (its credentials are not read)."""
+        observed = self._observed
+        if observed is None or observed.started:
+            return
+        try:
+            observed.target = _table_dataset(url, schema, table)
+        except Exception as exc:  # noqa: BLE001 - an odd URL leaves the output unnamed, nothing more
+            log.debug("lineage: the delivery target is not named: %s", type(exc).__name__)
+        self._started(observed)
+
+    def complete(self, receipt: Mapping[str, Any]) -> None:
+        """The delivery succeeded; ``receipt`` is its receipt (rows, kind, base version, already present)."""
+        observed = self._observed
+        if observed is None:
+            return
+        self._started(observed)
+        self._send(observed, "COMPLETE", receipt=dict(receipt))
+
+    def fail(self, error: str, exc: BaseException | None = None) -> None:
+        """The delivery failed for good with the receipt's ``error`` (free of secrets).
+
+        When ``exc`` is not a :class:`~pipelines.errors.GovdataError` (written without values), only
+        its type is sent: a database's message may quote a value (``Duplicate entry '…'``).
+        """
+        observed = self._observed
+        if observed is None:
+            return
+        self._started(observed)
+        if exc is not None and not isinstance(exc, GovdataError):
+            orig = getattr(exc, "orig", None)
+            error = (
+                f"{type(orig if orig is not None else exc).__name__} during the delivery (the database's "
+                f"message is in receipt {observed.receipt})"
+            )
+        self._send(observed, "FAIL", error=_redact(error))
+
+    def _started(self, observed: _Delivery) -> None:
+        if not observed.started:
+            observed.started = True
+            self._send(observed, "START", at=observed.created)
+
+    @staticmethod
+    def _send(observed: _Delivery, kind: str, **details: Any) -> None:
+        try:
+            observed.send(kind, **details)
+        except Exception as exc:  # noqa: BLE001 - lineage never fails a delivery
+            log.debug("lineage: the %s event of delivery %s was not queued: %r", kind, observed.receipt, exc)
+
+
+class _Delivery(_Observed):
+    """The events of one database delivery (see :class:`DeliveryLineage`)."""
+
+    what = "deliver"
+    noun = "delivery"
+
+    def __init__(self, grant: GrantInfo, version: VersionData, receipt: int, parent: Parent | None, home: Path) -> None:
+        name = f"{_THREAD_NAME}-{grant.entry_id}-delivery-{receipt}"
+        super().__init__(
+            _RunState(name, idle=_DELIVERY_IDLE_SECONDS), delivery_event_file(home, grant.entry_id, receipt)
+        )
+        self.grant = grant
+        self.version = version
+        self.receipt = receipt
+        self.parent = parent
+        self.subject = f"{grant.entry_id} delivery {receipt} (grant {grant.id}, version {version.number})"
+        self.created = _now()
+        self.started = False
+        #: (namespace, name) of the subscriber's table, once known.
+        self.target: tuple[str, str] | None = None
+
+    def _event(self, kind: str, at: dt.datetime, details: dict[str, Any]) -> RunEvent:
+        from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
+        from openlineage.client.facet_v2 import tags_run
+
+        receipt: dict[str, Any] | None = details.get("receipt")
+        grant, version = self.grant, self.version
+        tags = {
+            "grant": grant.id,
+            "receipt": self.receipt,
+            "subscriber": grant.department,
+            "mode": "database",
+            "version": version.number,
+        }
+        if receipt is not None:
+            tags |= {
+                "kind": receipt.get("kind"),
+                "base_version": receipt.get("base_version"),
+                "already_present": str(bool(receipt.get("already_present"))).lower(),
+            }
+        run_facets = _run_facets(self.parent, details.get("error"))
+        run_facets["tags"] = tags_run.TagsRunFacet(
+            tags=[
+                tags_run.TagsRunFacetFields(key=k, value=str(v), source=INTEGRATION)
+                for k, v in tags.items()
+                if v is not None
+            ],
+            producer=_producer(),
+        )
+        entry = grant.entry_id
+        return RunEvent(
+            eventType=RunState(kind),
+            eventTime=at.isoformat(),
+            run=Run(runId=str(self.run_id), facets=run_facets),
+            job=Job(
+                namespace=job_namespace(),
+                name=f"{entry}.deliver",
+                facets=_job_facets(f"{_DELIVER_DOC} Resource: {entry}."),
+            ),
+            inputs=self._inputs(receipt),
+            outputs=self._outputs(kind, receipt),
+            producer=_producer(),
+        )
+
+    def _inputs(self, receipt: dict[str, Any] | None) -> list[InputDataset]:
+        from openlineage.client.facet_v2 import input_statistics_input_dataset
+
+        version, namespace = self.version, _exchange_namespace()
+        stats: dict[str, InputDatasetFacet] = {}
+        if receipt is not None and not receipt.get("already_present"):
+            stats["inputStatistics"] = input_statistics_input_dataset.InputStatisticsInputDatasetFacet(
+                rowCount=version.rows, producer=_producer()
+            )
+        facets = {"version": _version_facet(str(version.number), contentSha256=version.content_sha256)}
+        inputs = [_input(namespace, f"{version.entry_id}/{version.number}", facets, stats)]
+        base = receipt.get("base_version") if receipt is not None else None
+        if receipt is not None and receipt.get("kind") == "changes" and base is not None:
+            # A change set is computed from the version the table holds and this one.
+            inputs.append(_input(namespace, f"{version.entry_id}/{base}", {"version": _version_facet(str(base))}))
+        return inputs
+
+    def _outputs(self, kind: str, receipt: dict[str, Any] | None) -> list[OutputDataset]:
+        from openlineage.client.facet_v2 import datasource_dataset
+
+        if self.target is None:
+            return []
+        namespace, name = self.target
+        facets: dict[str, DatasetFacet] = {
+            "dataSource": datasource_dataset.DatasourceDatasetFacet(
+                name=namespace, uri=namespace, producer=_producer()
+            ),
+            **self._delivered_facets(),
+        }
+        if kind != "COMPLETE" or receipt is None:
+            return [_output(namespace, name, facets)]
+        facets["version"] = _version_facet(str(self.version.number))  # the table now holds this version
+        return [_output(namespace, name, facets, _output_stats(receipt.get("rows") or 0, None, None))]
+
+    def _delivered_facets(self) -> dict[str, DatasetFacet]:
+        """The delivered columns (schema), each from its input column, clear or masked by a rule: names only."""
+        from openlineage.client.facet_v2 import column_lineage_dataset as cl
+        from openlineage.client.facet_v2 import schema_dataset, tags_dataset
+
+        from exchange.delivery_masking import plan_rules
+        from pipelines.spec import DUCKDB_TYPES
+
+        grant, version = self.grant, self.version
+        try:
+            delivered, plan, _ = plan_rules(version.schema, grant.items, grant.masking, join_keys=grant.join_keys)
+        except GovdataError:
+            return {}  # the delivery refuses the grant itself, with its own error
+        columns = {str(c["name"]): c for c in version.schema}
+        source = (_exchange_namespace(), f"{version.entry_id}/{version.number}")
+        fields, lineage, masked = [], {}, []
+        for i, name in enumerate(delivered, start=1):
+            chosen = plan[name]
+            rule = chosen.value if chosen is not None else None
+            column = columns[name]
+            kind = "VARCHAR" if rule else DUCKDB_TYPES.get(str(column.get("type") or "string"), "VARCHAR")
+            fields.append(
+                schema_dataset.SchemaDatasetFacetFields(
+                    name=name, type=kind, description=column.get("title") or None, ordinal_position=i
+                )
+            )
+            how = (
+                cl.Transformation(type="DIRECT", subtype="TRANSFORMATION", description=f"masked: {rule}", masking=True)
+                if rule
+                else cl.Transformation(type="DIRECT", subtype="IDENTITY", masking=False)
+            )
+            lineage[name] = cl.Fields(inputFields=[cl.InputField(*source, field=name, transformations=[how])])
+            if rule:
+                masked.append(
+                    tags_dataset.TagsDatasetFacetFields(key="masked", value=rule, source=INTEGRATION, field=name)
+                )
+        facets: dict[str, DatasetFacet] = {
+            "schema": schema_dataset.SchemaDatasetFacet(fields=fields, producer=_producer()),
+            "columnLineage": cl.ColumnLineageDatasetFacet(fields=lineage, producer=_producer()),
+        }
+        if masked:
+            facets["tags"] = tags_dataset.TagsDatasetFacet(tags=masked, producer=_producer())
+        return facets

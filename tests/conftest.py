@@ -70,6 +70,16 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     yield home
 
 
+@pytest.fixture(autouse=True)
+def _no_stray_lineage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lineage off outside ``tests/lineage`` (whose conftest turns it back on and checks it).
+
+    Many tests deliver or run steps with an explicit workspace and no ``GOVDATA_HOME``; their
+    lineage files would land in ``./var/lineage`` of whatever folder pytest runs in.
+    """
+    monkeypatch.setenv("GOVDATA_LINEAGE", "off")
+
+
 _EXIT_STATUS: list[int] = []
 
 
