@@ -53,7 +53,7 @@ bench-exchange-incremental: $(UV) ## Benchmark delivering a 5M-row version with 
 	$(UV) sync --frozen --quiet
 	$(BIN)/python bench/exchange_incremental.py
 
-bench-dag-parse: $(UV) ## Benchmark parsing the DAG file with 500 dataset specs against an empty datasets folder (~2 min)
+bench-dag-parse: $(UV) ## Benchmark parsing the DAG file with 500 dataset specs against an empty datasets folder (~3 min)
 	$(UV) sync --frozen --quiet
 	$(BIN)/python bench/dag_parse.py
 

@@ -577,7 +577,6 @@ def load_spec(path: str | Path) -> DatasetSpec:
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})", hint="save the spec as UTF-8") from exc
     try:
-        node = yaml.compose(text, Loader=_Loader)
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -589,6 +588,9 @@ def load_spec(path: str | Path) -> DatasetSpec:
     try:
         spec = DatasetSpec.model_validate(data)
     except ValidationError as exc:
+        # The node tree (for line numbers) only when there is something to point at: DAG parsing
+        # loads every spec, and composing it costs as much again as loading it.
+        node = yaml.compose(text, Loader=_Loader)
         problems = [_describe(path, node, e) for e in exc.errors()]
         raise SpecError(
             f"{path}: {len(problems)} problem(s) in the dataset spec:\n" + "\n".join(f"  - {p}" for p in problems),

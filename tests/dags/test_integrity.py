@@ -164,3 +164,24 @@ def test_no_datasets_folder_means_no_dags(monkeypatch: pytest.MonkeyPatch, tmp_p
     bag = _dagbag(monkeypatch, tmp_path / "missing")
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == {"govdata_watch"}
+
+
+def test_a_task_process_builds_only_its_own_dags(monkeypatch: pytest.MonkeyPatch, sample_datasets: Path) -> None:
+    """Airflow's parsing context names the task's DAG: the file builds that dataset's DAGs only."""
+    from airflow.sdk.definitions.context import _AIRFLOW_PARSING_CONTEXT_DAG_ID, _AIRFLOW_PARSING_CONTEXT_TASK_ID
+
+    # As the task runner sets it (monkeypatch, not Airflow's context manager, which leaves it set).
+    monkeypatch.setenv(_AIRFLOW_PARSING_CONTEXT_DAG_ID, "govdata_deliver__other_enterprises")
+    monkeypatch.setenv(_AIRFLOW_PARSING_CONTEXT_TASK_ID, "deliver")
+    bag = _dagbag(monkeypatch, sample_datasets)
+    assert bag.import_errors == {}
+    assert {d for d in bag.dag_ids if d != "govdata_watch"} == {
+        "govdata__other_enterprises",
+        "govdata_deliver__other_enterprises",
+    }
+    # the dataset ids of the specs not built still count: a repeated id is still refused
+    write_spec(sample_datasets / "zz_copy", "sample_enterprises")
+    monkeypatch.setenv(_AIRFLOW_PARSING_CONTEXT_DAG_ID, "govdata__other_enterprises")
+    bag = _dagbag(monkeypatch, sample_datasets)
+    (warning,) = _skipped_specs(bag)
+    assert "already used" in warning

@@ -4,8 +4,9 @@ exit status 0 and no process left behind; a port in use is refused before anythi
 
 The launcher runs as a subprocess in a process group of its own, with a throwaway AIRFLOW_HOME
 and GOVDATA_HOME. Nothing here imports Airflow (``tests/dags`` configures it in-process). It
-needs no server, only ~1 GB and 1-2 minutes: standalone takes ~30-60 s to answer on a 2-core
-machine, and the unpaused DAGs start their runs meanwhile (stopping mid-task is part of the test).
+needs no server: about a minute on a quiet 2-core machine (standalone answers after ~35 s;
+2-3 minutes when the machine is busy) and ~2 GB while the unpaused demo DAGs run their first
+runs, which they start at once (stopping mid-task is part of the test).
 """
 
 from __future__ import annotations
