@@ -57,6 +57,7 @@ for _path in (BENCH, REPO):
 import run as bench  # noqa: E402  (bench/run.py: the idle wait, machine and commit facts)
 
 from pipelines.identifiers import org_code_check_char, uscc_check_char  # noqa: E402
+from tests.dags.helpers import SUITE, spec_dict  # noqa: E402
 from tests.integration.airflow_cluster import AirflowCluster, ClusterError, TaskInstance  # noqa: E402
 from tests.integration.worker_identity import worker_name  # noqa: E402
 
@@ -99,42 +100,17 @@ def generate_datasets(root: Path, count: int, rows: int) -> list[str]:
                 f"{code},样例企业{n + 1}-{r + 1}有限公司,20{10 + r % 15:02d}-{1 + r % 12:02d}-{1 + r % 28:02d}"
             )
         (folder / f"{dataset_id}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        suite = {
-            "name": dataset_id,
-            "expectations": [
-                {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}, "meta": {}},
-                {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "uscc"}, "meta": {}},
-                {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "uscc"}, "meta": {}},
-            ],
-            "meta": {},
-        }
-        (folder / f"{dataset_id}.suite.json").write_text(json.dumps(suite), encoding="utf-8")
-        spec = {
-            "id": dataset_id,
-            "name": f"样例企业信息 {n + 1}",
-            "department": {"name": f"上海市样例管理局第{dept + 1}处", "uscc": dept_uscc},
-            "source": {"connector": "csv", "options": {"path": f"{dataset_id}.csv"}},
-            "columns": [
-                {
-                    "name": "uscc",
-                    "title": "统一社会信用代码",
-                    "source": "统一社会信用代码",
-                    "primary_key": True,
-                    "nullable": False,
-                },
-                {"name": "name", "title": "企业名称", "source": "企业名称"},
-                {"name": "founded", "title": "成立日期", "source": "成立日期", "type": "date"},
-            ],
-            "cleanse": {"upper": ["uscc"]},
-            "quality": {"suite": f"{dataset_id}.suite.json"},
-            "catalog": {
-                "classification": {"axis": "基础", "path": ["法人", "企业"]},
-                "resource_code": f"101510001/{n + 1:06d}",
-                "abstract": "吞吐量基准用的样例企业名录。",
-                "sharing": {"type": "无条件共享", "method": "文件"},
-                "update_cycle": "每日",
-            },
-            "tags": ["bench"],
+        (folder / f"{dataset_id}.suite.json").write_text(json.dumps({**SUITE, "name": dataset_id}), encoding="utf-8")
+        spec = spec_dict(
+            dataset_id,
+            name=f"样例企业信息 {n + 1}",
+            department={"name": f"上海市样例管理局第{dept + 1}处", "uscc": dept_uscc},
+            tags=["bench"],
+        )
+        spec["catalog"] = {
+            **spec["catalog"],
+            "resource_code": f"101510001/{n + 1:06d}",
+            "abstract": "吞吐量基准用的样例企业名录。",
         }
         (folder / f"{dataset_id}.yaml").write_text(
             yaml.safe_dump(spec, allow_unicode=True, sort_keys=False), encoding="utf-8"
