@@ -37,14 +37,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import (
     DAG,
     Asset,
     CronDataIntervalTimetable,
     DeltaDataIntervalTimetable,
+    chain,
     get_current_context,
     get_parsing_context,
-    task,
 )
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -60,6 +61,15 @@ DELIVER_PREFIX = "govdata_deliver__"
 STEPS = ("collect", "cleanse", "quality", "catalog", "publish")
 #: The steps after which the reports site is updated (Data Docs of the run, scorecard pages).
 SITE_STEPS = ("quality", "publish")
+
+#: Each step task's documentation in the Airflow UI.
+STEP_DOCS = {
+    "collect": "Copy the source into the immutable landing folder.",
+    "cleanse": "Standardise, cast and de-duplicate into staging.",
+    "quality": "Run the expectation suite; a held gate fails the run here, without retries.",
+    "catalog": "Register the catalog entry and prepare the candidate version.",
+    "publish": "Commit the version to the exchange; the asset event tells subscribers.",
+}
 
 RETRIES = 2
 RETRY_DELAY = dt.timedelta(minutes=5)
@@ -206,6 +216,14 @@ def run_step(step: str, spec_path: str, timezone: str = "Asia/Shanghai") -> dict
     return safe
 
 
+def publish_step(spec_path: str, timezone: str, asset: Asset) -> dict[str, Any]:
+    """The publish step; the version it published rides on the Asset event for the subscribers' DAG."""
+    report = run_step("publish", spec_path, timezone)
+    extra = {k: report.get(k) for k in ("status", "version", "uri", "rows", "content_sha256")}
+    get_current_context()["outlet_events"][asset].extra = extra
+    return report
+
+
 def _update_site(spec_path: str, logical_date: dt.datetime) -> None:
     """Bring the reports site up to date with this run (best effort: never fails the task)."""
     from pipelines import runner, site
@@ -245,15 +263,18 @@ def alert_on_failure(context: Any) -> None:
         log.error("govdata: the run.failed alert for %s/%s was not stored: %s", dag_id, ti.task_id, exc)
 
 
-def due_deliveries(dataset: str) -> list[int]:
-    """The active database grants of ``dataset`` that are behind its latest version (logs the triggering events)."""
+def due_deliveries(dataset: str) -> list[list[int]]:
+    """The active database grants of ``dataset`` that are behind its latest version (logs the triggering events).
+
+    One argument list per grant (``[[7], [9]]``): the mapped ``deliver`` task's ``op_args``.
+    """
     from exchange.delivery_db import due_grants
 
     events = get_current_context().get("triggering_asset_events") or {}
     versions = sorted({e.extra.get("version") for evs in events.values() for e in evs if e.extra.get("version")})
     grants = due_grants(_store(), dt.datetime.now(dt.UTC), entry=dataset)
     log.info("govdata: %s published version(s) %s; due database grants: %s", dataset, versions or "-", grants)
-    return grants
+    return [[grant] for grant in grants]
 
 
 def deliver_grant(grant_id: int) -> dict[str, Any]:
@@ -308,36 +329,20 @@ def _build(spec: DatasetSpec, root: Path) -> DAG:
             "on_failure_callback": alert_on_failure,
         },
     ) as dag:
-
-        @task
-        def collect() -> dict[str, Any]:
-            """Copy the source into the immutable landing folder."""
-            return run_step("collect", path, tz)
-
-        @task
-        def cleanse() -> dict[str, Any]:
-            """Standardise, cast and de-duplicate into staging."""
-            return run_step("cleanse", path, tz)
-
-        @task
-        def quality() -> dict[str, Any]:
-            """Run the expectation suite; a held gate fails the run here, without retries."""
-            return run_step("quality", path, tz)
-
-        @task
-        def catalog() -> dict[str, Any]:
-            """Register the catalog entry and prepare the candidate version."""
-            return run_step("catalog", path, tz)
-
-        @task(outlets=[asset])
-        def publish() -> dict[str, Any]:
-            """Commit the version to the exchange; the asset event tells subscribers."""
-            report = run_step("publish", path, tz)
-            extra = {k: report.get(k) for k in ("status", "version", "uri", "rows", "content_sha256")}
-            get_current_context()["outlet_events"][asset].extra = extra
-            return report
-
-        collect() >> cleanse() >> quality() >> catalog() >> publish()
+        steps = [
+            PythonOperator(task_id=step, python_callable=run_step, op_args=[step, path, tz], doc=STEP_DOCS[step])
+            for step in STEPS[:-1]
+        ]
+        steps.append(
+            PythonOperator(
+                task_id="publish",
+                python_callable=publish_step,
+                op_args=[path, tz, asset],
+                outlets=[asset],
+                doc=STEP_DOCS["publish"],
+            )
+        )
+        chain(*steps)
 
     return dag
 
@@ -361,18 +366,17 @@ def _build_deliveries(spec: DatasetSpec, root: Path) -> DAG:
             "on_failure_callback": alert_on_failure,
         },
     ) as dag:
-
-        @task
-        def due() -> list[int]:
-            """The grants to serve: active, database delivery, behind the latest version."""
-            return due_deliveries(dataset)
-
-        @task
-        def deliver(grant_id: int) -> dict[str, Any]:
-            """Deliver to one grant (masked, upserted in one transaction, receipted)."""
-            return deliver_grant(grant_id)
-
-        deliver.expand(grant_id=due())
+        due = PythonOperator(
+            task_id="due",
+            python_callable=due_deliveries,
+            op_args=[dataset],
+            doc="The grants to serve: active, database delivery, behind the latest version.",
+        )
+        PythonOperator.partial(
+            task_id="deliver",
+            python_callable=deliver_grant,
+            doc="Deliver to one grant (masked, upserted in one transaction, receipted).",
+        ).expand(op_args=due.output)
 
     return dag
 
