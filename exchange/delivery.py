@@ -93,7 +93,7 @@ from exchange.delivery_masking import mask_for_grant, plan_rules
 from exchange.errors import AuthError, Conflict, Forbidden, NotFound, http_status
 from exchange.identity import KEY_PREFIX, Principal, hash_token, split_token
 from exchange.models import ApiCall, Delivery, Grant
-from exchange.store import DATA_FILE, MANIFEST_FILE
+from exchange.store import DATA_FILE, MANIFEST_FILE, version_folder
 from pipelines.errors import GovdataError, SourceError, SpecError, TerminalError
 from pipelines.files import sha256_file
 from pipelines.masking import MASKING_KEY_ENV, MaskRule, mask_sql
@@ -331,7 +331,12 @@ def version_data(session: Session, entry_id: str, number: int) -> VersionData:
         numbers = list(session.scalars(select(Version.number).where(Version.entry_id == entry_id)))
         there = ", ".join(map(str, sorted(numbers))) or "none yet"
         raise SpecError(f"{entry_id} has no version {number}", hint=f"its versions are: {there}")
-    folder = Path(row.location)
+    folder = version_folder(row.location, entry_id, number)
+    if folder is None:
+        raise SourceError(
+            f"{entry_id} v{number} is in the catalog but gone from the exchange store ({row.location})",
+            hint="restore the exchange store from its backup, or publish the dataset again",
+        )
     manifest_path = folder / MANIFEST_FILE
     manifest: dict[str, Any] = {}
     if manifest_path.is_file():

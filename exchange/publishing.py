@@ -83,6 +83,7 @@ if TYPE_CHECKING:
 
     from catalog.store import CatalogStore
     from connectors.exchange_client import ExchangeClient
+    from exchange.objectstore import ObjectExchangeStore
     from exchange.store import LocalExchangeStore
     from pipelines.workspace import Workspace
 
@@ -394,7 +395,7 @@ def _register(store: CatalogStore, spec: DatasetSpec, source: str) -> None:
 
 def commit(
     store: CatalogStore,
-    exchange: LocalExchangeStore,
+    exchange: LocalExchangeStore | ObjectExchangeStore,
     spec: DatasetSpec,
     prepared: PreparedVersion,
     data: Path,
@@ -478,7 +479,7 @@ def commit(
             schema=schema,
             quality=manifest["quality"],
             lineage=manifest["lineage"],
-            location=str(stored.path),
+            location=stored.where,
             watermark=prepared.watermark,
             schema_change=schema_change,
             review=review,
@@ -491,7 +492,7 @@ def commit(
             version=number,
             rows=prepared.rows,
             content_sha256=prepared.content_sha256,
-            location=str(stored.path),
+            location=stored.where,
             schema_change=schema_change,
             review=review,
         )
@@ -558,11 +559,11 @@ class LocalTarget:
 
     def __init__(self, workspace: Workspace) -> None:
         from catalog.store import CatalogStore
-        from exchange.store import LocalExchangeStore
+        from exchange.store import open_store
 
         self.workspace = workspace
         self.store = CatalogStore(workspace.catalog_url)
-        self.exchange = LocalExchangeStore(workspace.exchange)
+        self.exchange = open_store(workspace)
 
     def __enter__(self) -> LocalTarget:
         return self
@@ -571,7 +572,7 @@ class LocalTarget:
         return None
 
     def describe(self) -> str:
-        return f"the local exchange store {self.exchange.root}"
+        return self.exchange.describe()
 
     def latest(self, entry: str) -> Published | None:
         v = self.store.latest_version(entry)

@@ -29,7 +29,7 @@ from exchange import uploads
 from exchange.api import DB, ERRORS, Caller, ErrorBody, store_of
 from exchange.errors import Forbidden, NotFound
 from exchange.publishing import PreparedVersion
-from exchange.store import LocalExchangeStore
+from exchange.store import open_store
 from pipelines.workspace import Workspace
 
 __all__ = ["MAX_JSON_BYTES", "router"]
@@ -322,7 +322,7 @@ def data(
     if _own_entry(db, caller, entry) is None:
         raise NotFound(f"no entry {entry} on this exchange", hint="publish it first")
     committed = db.scalar(select(Version.number).where(Version.entry_id == entry, Version.number == number))
-    stored = LocalExchangeStore(_workspace(request).exchange).read(entry, number) if committed else None
+    stored = open_store(_workspace(request)).read(entry, number) if committed else None
     if stored is None or not stored.data_path.is_file():
         raise NotFound(f"no version {number} of {entry}", hint="GET …/latest names the latest version")
     return FileResponse(stored.data_path, media_type=PARQUET, filename=f"{entry}-v{number}.parquet")

@@ -15,12 +15,25 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exchange import changes
+from pipelines.errors import TerminalError
 from pipelines.files import sha256_file
 
-__all__ = ["DATA_FILE", "MANIFEST_FILE", "LocalExchangeStore", "StoredVersion", "sha256_file"]
+if TYPE_CHECKING:
+    from exchange.objectstore import ObjectExchangeStore
+    from pipelines.workspace import Workspace
+
+__all__ = [
+    "DATA_FILE",
+    "MANIFEST_FILE",
+    "LocalExchangeStore",
+    "StoredVersion",
+    "open_store",
+    "sha256_file",
+    "version_folder",
+]
 
 DATA_FILE = "data.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -36,12 +49,18 @@ def _fsync_dir(path: Path) -> None:
 
 @dataclass(frozen=True)
 class StoredVersion:
-    """A version folder in the store."""
+    """A version folder in the store (for an object store: its local cached copy)."""
 
     resource: str
     number: int
     path: Path
     manifest: dict[str, Any]
+    #: Where the version lives, as the catalog records it: the folder, or the object store's URL.
+    location: str = ""
+
+    @property
+    def where(self) -> str:
+        return self.location or str(self.path)
 
     @property
     def data_path(self) -> Path:
@@ -51,8 +70,13 @@ class StoredVersion:
 class LocalExchangeStore:
     """The exchange store on a local (or mounted) file system."""
 
+    kind = "local"
+
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def describe(self) -> str:
+        return f"the local exchange store {self.root}"
 
     def version_dir(self, resource: str, number: int) -> Path:
         return self.root / resource / f"v{number:06d}"
@@ -121,3 +145,50 @@ class LocalExchangeStore:
                 shutil.rmtree(self.version_dir(resource, number))
                 removed.append(number)
         return removed
+
+
+#: Object stores opened in this process, by their canonical URL and cache: versions' locations resolve through them.
+_OPEN: dict[tuple[str, str], ObjectExchangeStore] = {}
+
+
+def open_store(workspace: Workspace) -> LocalExchangeStore | ObjectExchangeStore:
+    """The workspace's exchange store: the object store of ``GOVDATA_STORE_URL``, else the local folder.
+
+    With an object store, the workspace's ``exchange/`` folder is its read-through cache and
+    holds the commit locks.
+    """
+    if not workspace.store_url:
+        return LocalExchangeStore(workspace.exchange)
+    from exchange.objectstore import ObjectExchangeStore, parse_store_url
+
+    url = parse_store_url(workspace.store_url)
+    key = (url.canonical, str(workspace.exchange))
+    store = _OPEN.get(key)
+    if store is None or store.url != url:
+        store = _OPEN[key] = ObjectExchangeStore(url, workspace.exchange)
+    return store
+
+
+def version_folder(location: str, resource: str, number: int) -> Path | None:
+    """The local folder of a version the catalog records at ``location`` (None when it is gone).
+
+    A folder is itself; an object-store URL is read through the store of this process's
+    workspace (``GOVDATA_STORE_URL``), which downloads the version into its cache when needed.
+    """
+    if "://" not in location:
+        return Path(location)
+    for store in list(_OPEN.values()):
+        if store.owns(location):
+            stored = store.read(resource, number)
+            return stored.path if stored is not None else None
+    from pipelines.workspace import Workspace
+
+    opened = open_store(Workspace.from_env())
+    if opened.kind != "object" or not opened.owns(location):  # type: ignore[union-attr]
+        raise TerminalError(
+            f"{resource} v{number} is stored at {location.split('?', 1)[0]}, outside this process's exchange store "
+            f"({opened.describe()})",
+            hint="set GOVDATA_STORE_URL to the object store the versions were published to",
+        )
+    stored = opened.read(resource, number)
+    return stored.path if stored is not None else None

@@ -517,7 +517,7 @@ def commit(
 ) -> dict[str, Any]:
     """Verify the assembled file and commit it as the entry's next version (idempotent: see the module doc)."""
     from catalog import lifecycle
-    from exchange.store import LocalExchangeStore
+    from exchange.store import open_store
 
     with store.session() as session:
         row = _get(session, caller, upload_id)
@@ -567,7 +567,7 @@ def commit(
 
     outcome = publishing.commit(
         store,
-        LocalExchangeStore(workspace.exchange),
+        open_store(workspace),
         spec,
         manifest,
         part,

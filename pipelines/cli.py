@@ -221,7 +221,8 @@ def demo(
             highlight=False,
         )
     out.print("\nWhere to look:", style="bold")
-    out.print(f"  published versions   {ws.exchange}", highlight=False)
+    published = f"{ws.store_url.split('?', 1)[0]}  (cache {ws.exchange})" if ws.store_url else str(ws.exchange)
+    out.print(f"  published versions   {published}", highlight=False)
     out.print(
         f"  quarantined rows     {ws.root / 'quarantine'}  (`govdata quarantine list`, `… export DATASET`)",
         highlight=False,

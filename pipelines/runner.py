@@ -122,9 +122,9 @@ class RunContext:
         return CatalogStore(self.workspace.catalog_url)
 
     def exchange(self) -> Any:
-        from exchange.store import LocalExchangeStore
+        from exchange.store import open_store
 
-        return LocalExchangeStore(self.workspace.exchange)
+        return open_store(self.workspace)
 
 
 def _fresh_dir(target: Path) -> Path:

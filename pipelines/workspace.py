@@ -15,17 +15,20 @@ class Workspace:
     """The folders of one govdata installation (embedded default: everything on local disk).
 
     ``GOVDATA_HOME`` picks the root (default ``./var``); ``GOVDATA_CATALOG_URL`` points the
-    catalog at another database (e.g. ``postgresql+psycopg://…``).
+    catalog at another database (e.g. ``postgresql+psycopg://…``); ``GOVDATA_STORE_URL`` keeps
+    the published versions in an object store (``s3://bucket/prefix?endpoint=…``), with
+    ``exchange/`` as its local cache (:mod:`exchange.objectstore`).
     """
 
     root: Path
     catalog_url: str
+    store_url: str | None = None
 
     @classmethod
     def from_env(cls, root: str | Path | None = None) -> Workspace:
         base = Path(root or os.environ.get("GOVDATA_HOME") or DEFAULT_HOME).expanduser().resolve()
         url = os.environ.get("GOVDATA_CATALOG_URL") or f"sqlite:///{base / 'catalog.db'}"
-        return cls(root=base, catalog_url=url)
+        return cls(root=base, catalog_url=url, store_url=os.environ.get("GOVDATA_STORE_URL", "").strip() or None)
 
     def landing(self, dataset: str, run_id: str) -> Path:
         return self.root / "landing" / dataset / run_id

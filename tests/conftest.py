@@ -127,3 +127,18 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An S3-compatible store for the session: OpenStack Swift with s3api on 127.0.0.1 (``tests/integration/s3server.py``)."""
+    from tests.integration import s3server
+
+    try:
+        s3server.check_installed()
+    except s3server.SwiftNotInstalledError as exc:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{exc}, and GOVDATA_REQUIRE_SERVICES=1 requires it", pytrace=False)
+        pytest.skip(str(exc))
+    with s3server.SwiftS3(tmp_path_factory.mktemp("swift-s3")) as server:
+        yield server

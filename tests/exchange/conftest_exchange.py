@@ -27,7 +27,8 @@ import pyarrow.parquet as pq
 from catalog import lifecycle
 from catalog.store import CatalogStore
 from exchange.identity import create_token
-from exchange.store import LocalExchangeStore
+from exchange.objectstore import ObjectExchangeStore
+from exchange.store import LocalExchangeStore, open_store
 from pipelines.files import sha256_file
 from pipelines.spec import DUCKDB_TYPES, DatasetSpec, load_spec
 from pipelines.workspace import Workspace
@@ -48,7 +49,7 @@ class Platform:
     home: Path
     workspace: Workspace
     store: CatalogStore
-    exchange: LocalExchangeStore
+    exchange: LocalExchangeStore | ObjectExchangeStore
     specs: dict[str, DatasetSpec]  # by dataset id
     departments: dict[str, str]  # short name (hrss, market, transport) -> USCC
     tokens: dict[str, str] = field(default_factory=dict)  # user id -> API token
@@ -147,7 +148,7 @@ def publish(platform: Platform, dataset: str, table: pa.Table, *, run_id: str | 
         schema=schema,
         quality={"success": True, "score": 1.0},
         lineage={"source": "test", "run_id": run_id},
-        location=str(stored.path),
+        location=stored.where,
         watermark=None,
         source_system="test",
     )
@@ -155,11 +156,24 @@ def publish(platform: Platform, dataset: str, table: pa.Table, *, run_id: str | 
     return number
 
 
+def use_object_store(s3_server: Any, monkeypatch: Any, prefix: str = "city/exchange") -> str:
+    """Point ``GOVDATA_STORE_URL`` at a new bucket of the test S3 server (credentials in the AWS variables); its name."""
+    import uuid
+
+    name = f"govdata-{uuid.uuid4().hex[:12]}"
+    s3_server.pyarrow_filesystem(allow_bucket_creation=True).create_dir(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    query = f"endpoint={s3_server.endpoint}&region={s3_server.region}"
+    monkeypatch.setenv("GOVDATA_STORE_URL", f"s3://{name}/{prefix}?{query}")
+    return name
+
+
 def build_platform(home: Path, *, rows: int = 200) -> Platform:
     """Three departments with version 1 of their data published, users and tokens (see the module doc)."""
     workspace = Workspace.from_env(home)
     store = CatalogStore(workspace.catalog_url)
-    exchange = LocalExchangeStore(workspace.exchange)
+    exchange = open_store(workspace)  # GOVDATA_STORE_URL: an object store, else the local folder
     specs = {}
     departments = {}
     for short, path in SPECS.items():
@@ -188,7 +202,7 @@ def private_copy(template: Platform, home: Path) -> Platform:
         home=home,
         workspace=workspace,
         store=CatalogStore(workspace.catalog_url),
-        exchange=LocalExchangeStore(workspace.exchange),
+        exchange=open_store(workspace),
         specs=template.specs,
         departments=template.departments,
         tokens=dict(template.tokens),

@@ -50,7 +50,7 @@ import uvicorn
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from catalog.models import AuditEvent
+from catalog.models import AuditEvent, Version
 from exchange import publishing
 from exchange.calendar import FALLBACK_ENV, SHANGHAI
 from exchange.delivery import subscriber_key
@@ -59,7 +59,15 @@ from exchange.service import create_app
 from pipelines.cli import app as cli
 from pipelines.masking import MASKING_KEY_ENV, mask
 from pipelines.workspace import Workspace
-from tests.exchange.conftest_exchange import HRSS, MARKET, Platform, build_platform, generated_rows, manifest_for
+from tests.exchange.conftest_exchange import (
+    HRSS,
+    MARKET,
+    Platform,
+    build_platform,
+    generated_rows,
+    manifest_for,
+    use_object_store,
+)
 
 API = "/exchange/v1"
 TARGET_ENV = "TRANSPORT_FRONT_DB_URL"  # the subscriber's front-end database (前置机)
@@ -81,8 +89,12 @@ class Server:
     thread: threading.Thread
 
 
-@pytest.fixture
-def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Platform:
+@pytest.fixture(params=["local-store", pytest.param("object-store", marks=pytest.mark.integration)])
+def platform(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Platform:
+    """The platform; its versions in the workspace's folder, or in a bucket of the test S3 server."""
+    monkeypatch.delenv("GOVDATA_STORE_URL", raising=False)
+    if request.param == "object-store":
+        use_object_store(request.getfixturevalue("s3_server"), monkeypatch)
     for name in ("GOVDATA_USER", "GOVDATA_CATALOG_URL", "GOVDATA_HOME", "GOVDATA_DELIVERY_RETRIES"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(FALLBACK_ENV, "weekends")  # review deadlines near a year's end: see test_applications
@@ -655,6 +667,15 @@ def test_publish_apply_review_deliver_update_revoke_over_http(
     # …and its hash chain verifies.
     verified = CliRunner().invoke(cli, ["audit", "verify", "--home", str(platform.home)])
     assert verified.exit_code == 0, verified.output
+    # Every version is where the platform keeps them: the workspace's folder, or the bucket.
+    with platform.store.session() as s:
+        locations = list(s.scalars(select(Version.location)))
+    assert len(locations) == 9
+    store_url = platform.workspace.store_url
+    if store_url is None:
+        assert all(Path(loc).is_relative_to(platform.workspace.exchange) for loc in locations), locations
+    else:
+        assert all(loc.startswith(store_url.split("?", 1)[0] + "/") for loc in locations), locations
 
 
 def test_what_an_answer_reports_is_committed_before_it_is_sent(platform: Platform, server: Server) -> None:
