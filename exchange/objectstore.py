@@ -354,8 +354,11 @@ class ObjectExchangeStore:
                 )
             (incoming / MANIFEST_FILE).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
             target = self.cache.version_dir(resource, number)
+            current = self.cache.read(resource, number)
+            if current is not None and current.manifest == manifest and current.data_path.is_file():
+                return  # another process filled it meanwhile: keep the folder its readers may have open
             if target.exists():
-                shutil.rmtree(target)
+                shutil.rmtree(target)  # a stale copy
             try:
                 incoming.rename(target)
             except OSError:  # another process put the same version in place meanwhile

@@ -182,3 +182,20 @@ def test_store_errors_name_the_store_and_the_fix_and_never_the_secret(
     with pytest.raises(TransientError) as down:  # nothing listens there: retried by the scheduler
         ObjectExchangeStore(f"s3://{bucket}/x?endpoint=http://127.0.0.1:9&timeout=2", tmp_path).read("any", 1)
     assert "127.0.0.1:9" in down.value.message and down.value.retryable
+
+
+def test_readers_filling_the_cache_at_once_all_get_the_whole_version(platform: Platform) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    shutil.rmtree(platform.workspace.exchange)
+    url = platform.workspace.store_url
+    assert url is not None
+    stores = [ObjectExchangeStore(url, platform.workspace.exchange) for _ in range(6)]  # as six processes would
+    with ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(lambda store: store.read(HRSS, 1), stores))
+    expected = platform.store.latest_version(HRSS)
+    assert expected is not None
+    for stored in got:
+        assert stored is not None and stored.manifest["content_sha256"] == expected.content_sha256
+        assert pq.read_table(stored.data_path).num_rows == expected.row_count
+    assert sorted(p.name for p in (platform.workspace.exchange / HRSS).iterdir()) == ["v000001"]  # no leftovers
