@@ -38,6 +38,7 @@ from sqlalchemy import text
 
 from catalog import ckan
 from catalog.store import CatalogStore
+from exchange.store import open_store
 from pipelines.errors import GovdataError
 from pipelines.workspace import Workspace
 
@@ -66,6 +67,8 @@ def create_app(home: Workspace | str | Path | None = None, *, base_url: str | No
     error here rather than at the first request. ``base_url`` fixes the address used in links.
     """
     workspace = home if isinstance(home, Workspace) else Workspace.from_env(home)
+    # With GOVDATA_STORE_URL, versions' s3:// locations resolve through this workspace's cache.
+    open_store(workspace)
     store = CatalogStore(workspace.catalog_url)
     app = FastAPI(
         title=SERVICE_TITLE,

@@ -163,9 +163,10 @@ def open_store(workspace: Workspace) -> LocalExchangeStore | ObjectExchangeStore
 
     url = parse_store_url(workspace.store_url)
     key = (url.canonical, str(workspace.exchange))
-    store = _OPEN.get(key)
+    store = _OPEN.pop(key, None)
     if store is None or store.url != url:
-        store = _OPEN[key] = ObjectExchangeStore(url, workspace.exchange)
+        store = ObjectExchangeStore(url, workspace.exchange)
+    _OPEN[key] = store  # the latest opened last: it answers for its URL first
     return store
 
 
@@ -177,7 +178,7 @@ def version_folder(location: str, resource: str, number: int) -> Path | None:
     """
     if "://" not in location:
         return Path(location)
-    for store in list(_OPEN.values()):
+    for store in reversed(list(_OPEN.values())):
         if store.owns(location):
             stored = store.read(resource, number)
             return stored.path if stored is not None else None
