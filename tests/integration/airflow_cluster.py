@@ -65,6 +65,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from tests.integration import logs
+
 REPO = Path(__file__).resolve().parents[2]
 EXECUTORS = ("LocalExecutor", "CeleryExecutor")
 HOSTNAME_CALLABLE = "tests.integration.worker_identity.hostname"
@@ -186,11 +188,7 @@ def free_port() -> int:
 
 def tail(path: Path, lines: int = TAIL_LINES) -> str:
     """The last ``lines`` lines of a text file ('' when it does not exist)."""
-    try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+    return logs.tail(path, lines)
 
 
 class AirflowCluster:
@@ -657,10 +655,7 @@ class AirflowCluster:
         """The tail of every component's log and of the logs of task instances that did not succeed."""
         parts = []
         for component in self.components or []:
-            status = "not started"
-            if component.process is not None:
-                code = component.process.poll()
-                status = "running" if code is None else f"exited {code}"
+            status = logs.process_status(component.process)
             parts.append(
                 f"----- {component.name} ({status}): last {lines} lines -----\n{tail(component.log_path, lines)}"
             )

@@ -80,6 +80,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from tests.integration import logs
+
 if TYPE_CHECKING:
     import pyarrow.fs
 
@@ -208,11 +210,7 @@ def free_ports(count: int) -> list[int]:
 
 def tail(path: Path, lines: int = TAIL_LINES) -> str:
     """The last ``lines`` lines of a text file ('' when it does not exist)."""
-    try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+    return logs.tail(path, lines)
 
 
 @functools.cache
@@ -427,10 +425,7 @@ class SwiftS3:
         """The tail of every server's log."""
         parts = [f"(folder {self.base})"]
         for server in self.servers:
-            status = "not started"
-            if server.process is not None:
-                code = server.process.poll()
-                status = "running" if code is None else f"exited {code}"
+            status = logs.process_status(server.process)
             parts.append(
                 f"----- {server.name}-server on port {server.port} ({status}): last {lines} lines of {server.log_path} -----\n"
                 f"{tail(server.log_path, lines)}"
