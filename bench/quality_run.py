@@ -344,6 +344,16 @@ def markdown(results: dict[str, Any]) -> str:
         if parts:
             lines += ["", f"Where the time of {LABELS[key]} goes (in-process):", "", "| part | s |", "|---|---:|"]
             lines += [f"| {part} | {bench._fmt(sec, 2)} |" for part, sec in parts.items()]
+        concurrent = (systems.get(key) or {}).get("parts_concurrent")
+        if concurrent:
+            lines += [
+                "",
+                "In the gate's prepass process, while the step imported GX (overlapping the parts above):",
+                "",
+            ]
+            lines += ["| part | s |", "|---|---:|"] + [
+                f"| {p} | {bench._fmt(sec, 2)} |" for p, sec in concurrent.items()
+            ]
     for key in ("onepass", "peer"):
         times = (systems.get(key) or {}).get("times")
         if times:

@@ -4,20 +4,26 @@
 
 1. The suite JSON is loaded and checked (:mod:`pipelines.suites`), including every column
    it names against the staged columns, before GX runs.
-2. A throw-away DuckDB database in ``report_dir`` holds two views over the Parquet files:
-   ``staged`` (every column) and ``dataset`` (without the row key, so schema expectations see
-   the dataset as the suite describes it). No data is copied; DuckDB reads the Parquet. The
-   row key is checked unique and non-null first (one pass, ~1 s on 5M rows): quarantine is by
-   key. DuckDB settings follow ``GOVDATA_DUCKDB_MEMORY`` / ``GOVDATA_DUCKDB_THREADS``.
+2. A throw-away DuckDB database in ``report_dir`` holds the views over the Parquet files:
+   ``staged_rows`` (every column), ``staged`` (what GX validates) and ``dataset`` (without the
+   row key, so schema expectations see the dataset as the suite describes it). No data is
+   copied; DuckDB reads the Parquet. The row key is checked unique and non-null first:
+   quarantine is by key. Then the conditions of the custom expectations (the identifier
+   checksums) are computed once per row, and ``staged`` becomes the staged rows plus one flag
+   column per condition (:mod:`pipelines.quality_prepass`). This preparation needs no GX: the
+   quality step starts it in a process of its own before importing GX (``prepass=``); without
+   it, it runs here. DuckDB settings follow ``GOVDATA_DUCKDB_MEMORY`` / ``GOVDATA_DUCKDB_THREADS``.
 3. GX (patched by :mod:`expectations.engine`) validates the suite on those views through its
    SQL datasource: the schema expectations (:data:`pipelines.suites.SCHEMA_TYPES`) on
-   ``dataset``, all others on ``staged``, where GX computes all counts in one bundled query.
+   ``dataset``, all others on ``staged``, where GX computes all counts in one bundled query;
+   the custom metrics answer GX with their flag column instead of their checksum expression.
    Result format ``SUMMARY`` with the row key as ``unexpected_index_column_names`` and
    ``return_unexpected_index_query``, but ``partial_unexpected_count`` 0: GX would otherwise
    run two more row-condition queries per expectation (a full scan each for the ones that
    pass — ~7 s of CPU for each identifier check on 5M rows).
 4. Failing rows: for every failed row-level expectation, GX's own ``unexpected_index_query``
-   (the SQL of exactly GX's unexpected condition) runs in DuckDB and its row keys go to
+   (the SQL of exactly GX's unexpected condition; for a custom expectation it reads the flag,
+   so no checksum is evaluated twice) runs in DuckDB and its row keys go to
    ``failures_path``. Each query's row count must equal GX's ``unexpected_count`` or the gate
    stops (known cases: GX 1.24's query ignores ``row_condition``; a non-midnight lower bound on
    a DATE column is cut to the day — both work with ``on_failure: block``). This lists *every*
@@ -45,10 +51,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import re
-import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -63,6 +66,7 @@ from great_expectations.exceptions import GreatExpectationsError
 from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
 from expectations import custom, engine  # noqa: F401  (custom: registers the expectations)
+from pipelines import quality_conditions, quality_prepass
 from pipelines.errors import SpecError, TerminalError
 from pipelines.sql import ident, lit, path_lit
 from pipelines.suites import (
@@ -79,8 +83,9 @@ from pipelines.suites import (
 
 logger = logging.getLogger(__name__)
 
-STAGED_VIEW = "staged"
-DATASET_VIEW = "dataset"
+STAGED_VIEW = quality_prepass.STAGED_VIEW  # what GX validates: the staged rows and the flag columns
+DATASET_VIEW = quality_prepass.DATASET_VIEW  # without the row key, for the schema expectations
+ROWS_VIEW = quality_prepass.ROWS_VIEW  # the staged rows as read from the Parquet
 VALIDATION_RESULT_FILE = "validation_result.json"
 FAILURES_FILE = "gate_failures.parquet"
 PARTIAL_UNEXPECTED_COUNT = 20
@@ -150,8 +155,13 @@ def validate(
     run_id: str,
     row_column: str = "_govdata_row",
     sensitive_columns: Sequence[str] = (),
+    prepass: quality_prepass.Started | None = None,
 ) -> GateResult:
     """Validate the staged Parquet (file or folder) against the suite; write the record to ``report_dir``.
+
+    ``prepass`` is the gate's DuckDB preparation already started for the same staged data,
+    suite and row key (:func:`pipelines.quality_prepass.start`, while GX was importing); the
+    gate takes it over. Without it, the gate prepares in this process.
 
     Raises :class:`SpecError` for a suite problem (missing file, bad JSON, unknown type, a
     column the data lacks, kwargs GX rejects or the data's types cannot take) and
@@ -160,14 +170,25 @@ def validate(
     """
     started = time.perf_counter()
     staged, suite_path, report_dir = Path(staged), Path(suite_path), Path(report_dir)
-    suite = load_suite(suite_path)
-    files = _parquet_files(staged)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".gate-", dir=report_dir))
+    if prepass is not None:
+        wanted = (staged, suite_path, row_column)
+        if (prepass.staged, prepass.suite_path, prepass.row_column) != wanted:
+            prepass.close()
+            raise ValueError(f"the prepass was started for {prepass.staged}, {prepass.suite_path}, not {wanted}")
+        work = prepass.work
     try:
-        database = work / "gate.duckdb"
-        config = _duckdb_config(work)
-        columns, row_count = _prepare(database, config, files, row_column)
+        suite = load_suite(suite_path)
+        if prepass is None:
+            files = quality_prepass.parquet_files(staged)
+            work = quality_prepass.new_work_folder(report_dir)
+    except BaseException:
+        if prepass is not None:
+            prepass.close()
+        raise
+    try:
+        prepared = prepass.wait() if prepass is not None else _prepass(work, files, suite, row_column)
+        database, config, columns, row_count = prepared.database, prepared.config, prepared.columns, prepared.row_count
+        conditions = prepared.conditions
         check_columns(suite_path, suite, [c for c in columns if c != row_column])
         entries: list[dict[str, Any]] = suite["expectations"]
         expectations = [_expectation(suite_path, i, e) for i, e in enumerate(entries)]
@@ -184,6 +205,7 @@ def validate(
             for index, (entry, evr) in enumerate(zip(entries, evrs, strict=True)):
                 _raise_on_exception(suite_path, index, entry, evr, sensitive)
                 outcomes.append(_outcome(names[index], entry, evr, row_count, sensitive))
+            _check_flags_read(conditions, evrs, names)
             with _raw_connection(source) as con:
                 failures_path, samples = _collect_rows(
                     con, entries, outcomes, evrs, row_column, report_dir / FAILURES_FILE, suite_path, row_count
@@ -199,9 +221,12 @@ def validate(
             dataset=dataset,
             run_id=run_id,
             row_column=row_column,
+            precomputed=quality_conditions.describe(conditions, names),
         )
     finally:
-        _remove(work)
+        if prepass is not None:
+            prepass.stop()  # its process, if the gate failed before waiting for it
+        quality_prepass.remove_work_folder(work)
     gate = GateResult(outcomes, failures_path, result_path, row_count)
     logger.info(
         "quality gate %s/%s: %d expectations, %d failed (%d blocking), %d rows, %.1f s",
@@ -219,89 +244,35 @@ def validate(
 # --- staged data in DuckDB ---------------------------------------------------------------------
 
 
-def _remove(work: Path) -> None:
-    """Remove the throw-away database; a failure is logged, never raised over the gate's own error."""
-    try:
-        shutil.rmtree(work)
-    except OSError as exc:
-        logger.warning("could not remove the gate's work folder %s: %s", work, exc)
-
-
-def _parquet_files(staged: Path) -> list[Path]:
-    if staged.is_file():
-        return [staged.resolve()]
-    if staged.is_dir():
-        files = sorted(
-            p.resolve()
-            for p in staged.rglob("*.parquet")
-            if not any(part.startswith(".") for part in p.relative_to(staged).parts)
-        )
-        if files:
-            return files
-        raise TerminalError(f"{staged}: no Parquet files to validate", hint="run the cleanse step first")
-    raise TerminalError(f"{staged}: staged data not found", hint="run the cleanse step first")
-
-
 def _duckdb_config(work: Path) -> dict[str, Any]:
     """DuckDB settings for every connection to the gate database (they must all be equal)."""
-    config: dict[str, Any] = {
-        "memory_limit": os.environ.get("GOVDATA_DUCKDB_MEMORY", "1GB"),
-        "temp_directory": str(work / "spill"),
-        "preserve_insertion_order": False,
-        "autoinstall_known_extensions": False,
-        "autoload_known_extensions": False,
-    }
-    threads = os.environ.get("GOVDATA_DUCKDB_THREADS")
-    if threads:
-        config["threads"] = int(threads)
-    return config
-
-
-#: Session settings for every DuckDB connection of the gate. DuckDB draws a progress bar on
-#: stderr for any query over ~2 s, even without a terminal; it is a session option, not a
-#: connect-time one.
-_SESSION_SQL = "SET enable_progress_bar = false"
+    return quality_prepass.duckdb_config(work)
 
 
 def _quiet(dbapi_connection: Any, _record: Any = None) -> None:
-    dbapi_connection.execute(_SESSION_SQL)
-
-
-@contextlib.contextmanager
-def _connect(database: Path, config: dict[str, Any]) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = duckdb.connect(str(database), config=config)
-    _quiet(con)
-    try:
-        yield con
-    finally:
-        con.close()
+    dbapi_connection.execute(quality_prepass.SESSION_SQL)
 
 
 def _prepare(database: Path, config: dict[str, Any], files: list[Path], row_column: str) -> tuple[list[str], int]:
-    """Create the two views; return the staged columns and the row count."""
-    sources = "[" + ", ".join(path_lit(f) for f in files) + "]"
-    with _connect(database, config) as con:
-        try:
-            con.execute(f"CREATE VIEW {STAGED_VIEW} AS SELECT * FROM read_parquet({sources}, union_by_name = true)")
-            columns = [row[0] for row in con.execute(f"DESCRIBE {STAGED_VIEW}").fetchall()]
-        except duckdb.Error as exc:
-            raise TerminalError(f"{files[0].parent}: cannot read the staged Parquet: {exc}") from exc
-        if row_column not in columns:
-            raise TerminalError(
-                f"{files[0].parent}: the staged data has no {row_column!r} column",
-                hint="the cleanse step adds it; re-run cleanse for this run",
-            )
-        con.execute(f"CREATE VIEW {DATASET_VIEW} AS SELECT * EXCLUDE ({ident(row_column)}) FROM {STAGED_VIEW}")
-        key = ident(row_column)
-        counted = con.execute(f"SELECT count(*), count({key}), count(DISTINCT {key}) FROM {STAGED_VIEW}").fetchone()
-    row_count, non_null, distinct = counted or (0, 0, 0)
-    if not row_count == non_null == distinct:
-        raise TerminalError(
-            f"{files[0].parent}: the row key {row_column!r} must be unique and not null "
-            f"({row_count} rows, {row_count - non_null} null keys, {non_null - distinct} repeated keys)",
-            hint="the cleanse step numbers the rows; re-run cleanse for this run",
-        )
-    return columns, int(row_count)
+    """The staged views and the row-key check alone (:func:`pipelines.quality_prepass.prepare`)."""
+    with quality_prepass.connect(database, config) as con:
+        return quality_prepass.prepare(con, files, row_column)
+
+
+def _prepass(work: Path, files: list[Path], suite: dict[str, Any], row_column: str) -> quality_prepass.Prepared:
+    """The staged views, the row-key check and the custom conditions computed once, in this process."""
+    return quality_prepass.run(work, files, suite, row_column, quality_conditions.local_today())
+
+
+def _check_flags_read(conditions: list[quality_conditions.Condition], evrs: list[Any], names: list[str]) -> None:
+    """Log a precomputed condition GX evaluated itself (same result, only slower: see test_engine_pin)."""
+    for condition in conditions:
+        for index in condition.indexes:
+            query = _row_query(evrs[index])
+            if query and condition.column not in query:
+                logger.warning(
+                    "GX evaluated the condition of %s itself instead of reading its precomputed flag", names[index]
+                )
 
 
 # --- GX ----------------------------------------------------------------------------------------
@@ -506,7 +477,7 @@ def _collect_rows(
     quarantined: list[int] = []
     queries: dict[str, str] = {}  # expectation name -> GX's row query
     outcome_names = [o.name for o in outcomes]
-    samples: dict[int, dict[str, Any]] = {}
+    wanted: dict[int, tuple[list[int], list[str]]] = {}  # suite index -> (sample keys, columns)
     for index, (entry, outcome, evr) in enumerate(zip(entries, outcomes, evrs, strict=True)):
         if outcome.success or outcome.unexpected_count <= 0 or entry["type"] not in MAP_TYPES:
             continue
@@ -525,7 +496,7 @@ def _collect_rows(
                     keys = _sample_keys(
                         con, f"SELECT q.{row} FROM ({query}) AS q ORDER BY 1 LIMIT {PARTIAL_UNEXPECTED_COUNT}"
                     )
-                samples[index] = _sample(con, keys, columns, row_column)
+                wanted[index] = (keys, columns)
             continue
         if not query:
             raise TerminalError(
@@ -535,7 +506,7 @@ def _collect_rows(
         quarantined.append(index)
         queries[outcome.name] = query
     if not quarantined:
-        return None, samples
+        return None, _samples(con, wanted, row_column)
     _list_failing_rows(con, queries, row_column, suite_path)
     for index in quarantined:
         keys = _sample_keys(
@@ -543,7 +514,8 @@ def _collect_rows(
             f"SELECT {row} FROM failures WHERE expectation = {lit(outcome_names[index])} ORDER BY 1 "
             f"LIMIT {PARTIAL_UNEXPECTED_COUNT}",
         )
-        samples[index] = _sample(con, keys, [c for _, c in referenced_columns(entries[index])], row_column)
+        wanted[index] = (keys, [c for _, c in referenced_columns(entries[index])])
+    samples = _samples(con, wanted, row_column)
     counts = dict(con.execute("SELECT expectation, count(*) FROM failures GROUP BY expectation").fetchall())
     for index in quarantined:
         outcome = outcomes[index]
@@ -634,9 +606,9 @@ def _duplicate_sample_keys(con: Any, column: str, row_column: str, row_count: in
     while True:
         keys = _sample_keys(
             con,
-            f"WITH candidates AS (SELECT {row} AS k, {value} AS v FROM {STAGED_VIEW} WHERE {value} IS NOT NULL "
+            f"WITH candidates AS (SELECT {row} AS k, {value} AS v FROM {ROWS_VIEW} WHERE {value} IS NOT NULL "
             f"ORDER BY {row} LIMIT {candidates}), "
-            f"repeated AS (SELECT {value} AS v FROM {STAGED_VIEW} WHERE {value} IN (SELECT v FROM candidates) "
+            f"repeated AS (SELECT {value} AS v FROM {ROWS_VIEW} WHERE {value} IN (SELECT v FROM candidates) "
             "GROUP BY 1 HAVING count(*) >= 2) "
             f"SELECT k FROM candidates WHERE v IN (SELECT v FROM repeated) ORDER BY k LIMIT {PARTIAL_UNEXPECTED_COUNT}",
         )
@@ -645,18 +617,31 @@ def _duplicate_sample_keys(con: Any, column: str, row_column: str, row_count: in
         candidates *= 8
 
 
-def _sample(con: Any, keys: list[int], columns: list[str], row_column: str) -> dict[str, Any]:
-    """GX's ``SUMMARY`` sample fields for the rows ``keys``, read from the staged view by key."""
-    if not keys:
+def _samples(con: Any, wanted: dict[int, tuple[list[int], list[str]]], row_column: str) -> dict[int, dict[str, Any]]:
+    """:func:`_sample` of every (keys, columns) in ``wanted``: all rows read by key in one query."""
+    keys = sorted({k for ks, _ in wanted.values() for k in ks})
+    columns = list(dict.fromkeys(c for _, cs in wanted.values() for c in cs))
+    found: dict[int, dict[str, Any]] = {}
+    if keys:
+        selected = ", ".join(ident(c) for c in [row_column, *columns])
+        listed = ", ".join(str(k) for k in keys)
+        for key, *cells in con.execute(
+            f"SELECT {selected} FROM {ROWS_VIEW} WHERE {ident(row_column)} IN ({listed})"
+        ).fetchall():
+            found[key] = dict(zip(columns, cells, strict=True))
+    return {
+        index: _sample([(k, [found[k][c] for c in cs]) for k in sorted(set(ks)) if k in found], cs, row_column)
+        for index, (ks, cs) in wanted.items()
+    }
+
+
+def _sample(rows: list[tuple[int, list[Any]]], columns: list[str], row_column: str) -> dict[str, Any]:
+    """GX's ``SUMMARY`` sample fields for ``rows`` (row key, the values of ``columns``), lowest keys first."""
+    if not rows:
         return {"partial_unexpected_list": [], "partial_unexpected_index_list": [], "partial_unexpected_counts": []}
-    selected = ", ".join(ident(c) for c in [row_column, *columns])
-    wanted = ", ".join(str(k) for k in keys)
-    rows = con.execute(
-        f"SELECT {selected} FROM {STAGED_VIEW} WHERE {ident(row_column)} IN ({wanted}) ORDER BY 1"
-    ).fetchall()
     values: list[Any] = []
     index_list: list[dict[str, Any]] = []
-    for key, *cells in rows:
+    for key, cells in rows:
         record = dict(zip(columns, cells, strict=True))
         values.append(cells[0] if len(columns) == 1 else record)
         index_list.append({row_column: key, **record})
@@ -723,6 +708,7 @@ def _write_result(
     dataset: str,
     run_id: str,
     row_column: str,
+    precomputed: dict[str, Any] | None = None,
 ) -> Path:
     """GX's suite result for both views as one document, sensitive values masked."""
     results = []
@@ -754,6 +740,13 @@ def _write_result(
         "first), read by key from the rows GX's unexpected_index_query returned (uniqueness: the same rows, "
         "found by counting the lowest keys' values)",
     }
+    if precomputed:
+        meta["govdata"]["precomputed_conditions"] = {
+            "note": f"each condition below was computed once per row before GX validated; the view {STAGED_VIEW!r} "
+            "holds it as a flag column (TRUE: the row fails it) that the expectations' metrics and their "
+            "unexpected_index_query read",
+            "flags": precomputed,
+        }
     document = {
         **envelope,
         "success": successful == len(results),

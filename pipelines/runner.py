@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import shutil
+import sys
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -275,6 +276,11 @@ def _build_quarantine(ctx: RunContext, failures: Path | None) -> int:
     )
 
 
+def _gx_imported() -> bool:
+    """Whether the gate (and so GX) is imported already: then the gate prepares in this process."""
+    return background.QUALITY_MODULE in sys.modules and not background.busy()
+
+
 def quality(
     spec: Any, logical_date: Any = None, *, home: str | Path | None = None, lineage_parent: lineage.Parent | None = None
 ) -> dict[str, Any]:
@@ -288,24 +294,42 @@ def _quality(ctx: RunContext) -> dict[str, Any]:
     cleansed = ctx.read_step("cleanse")
     s = ctx.spec
     suite = s.suite_path()
-    from expectations import gate
 
     ctx.quarantine.mkdir(parents=True, exist_ok=True)
     gx_dir = ctx.reports / "gx"
     suite_doc = load_suite(suite)
-    store = ctx.catalog()
-    # Reference checks (040200) get their values from the reference dataset's published version.
-    resolution = references.resolve(
-        suite, suite_doc, spec=s, store=store, exchange=ctx.exchange(), target_dir=ctx.reports
-    )
+    staged = ctx.staging / cleanse_mod.STAGED_FILE
+    from pipelines import quality_prepass
+
+    # The gate's DuckDB work (views, row-key check, the custom conditions computed once) needs no
+    # GX: it runs in a process of its own while this one opens the catalog and imports GX (~5 s of
+    # one core) — from here when the suite is final, after resolving its references otherwise.
+    overlap = not _gx_imported()
+    prepass = None
+    if overlap and not references.has_references(suite_doc):
+        prepass = quality_prepass.start(staged, suite, gx_dir, row_column=ROW_COLUMN)
+    try:
+        store = ctx.catalog()
+        # Reference checks (040200) get their values from the reference dataset's published version.
+        resolution = references.resolve(
+            suite, suite_doc, spec=s, store=store, exchange=ctx.exchange(), target_dir=ctx.reports
+        )
+        if overlap and prepass is None:
+            prepass = quality_prepass.start(staged, resolution.suite_path, gx_dir, row_column=ROW_COLUMN)
+        from expectations import gate
+    except BaseException:
+        if prepass is not None:
+            prepass.close()
+        raise
     result = gate.validate(
-        ctx.staging / cleanse_mod.STAGED_FILE,
+        staged,
         resolution.suite_path,
         report_dir=gx_dir,
         dataset=s.id,
         run_id=ctx.run_id,
         row_column=ROW_COLUMN,
         sensitive_columns=s.sensitive_columns,
+        prepass=prepass,
     )
     failures = result.failures_path
     gate_failed_rows = 0

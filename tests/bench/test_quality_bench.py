@@ -106,6 +106,13 @@ def test_the_three_systems_give_the_same_counts(tmp_path: Path) -> None:
     # the quality step quarantined exactly the failing rows the gate listed, masked
     step = results["systems"]["step"]
     assert step["rows"]["quarantined"] == step["failing_rows"] > 0
+    # the step ran the gate's DuckDB prepass in a process of its own while it imported GX
+    assert set(step["parts_concurrent"]) == {
+        "gate: staged views + row-key check",
+        "gate: custom conditions computed once (flags)",
+    }
+    assert "gate: waiting for the prepass process (after the GX import)" in step["parts"]
+    assert not step["parts_missing"]
     assert (tmp_path / "results" / result_file.name.replace(".json", ".md")).is_file()
     assert not list((tmp_path / "data").glob("work-quality-*")), "the work folder is removed unless --keep"
 

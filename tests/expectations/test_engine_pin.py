@@ -26,8 +26,10 @@ from great_expectations.expectations import (
     ExpectColumnValuesToMatchRegex,
     ExpectColumnValuesToNotMatchRegex,
 )
+from great_expectations.expectations.registry import get_metric_kwargs
 
 from expectations import custom, engine
+from pipelines import quality_conditions
 from pipelines.suites import CUSTOM_TYPES, GX_CORE_TYPES, MAP_TYPES, SCHEMA_TYPES
 
 
@@ -264,3 +266,85 @@ def test_results_serialise_with_json_default() -> None:
     assert json.loads(json.dumps(values, default=engine.json_default)) == [True, 3, 0.5, 2.5, 7, "2024-02-29"]
     with pytest.raises(TypeError):
         json.dumps(object(), default=engine.json_default)
+
+
+# --- the custom conditions computed once (pipelines.quality_prepass) ---------------------------------
+#
+# The gate computes each custom metric's condition before GX validates and names its flag column
+# after the value kwargs GX will hand the metric; the metric reads the flag only when the names
+# match. GX 1.24.1's get_metric_kwargs and the "table.columns" GX passes to a condition are what
+# this relies on: if an upgrade changes either, these tests fail (the gate would still be right,
+# evaluating every condition twice as before, but slowly).
+
+KWARGS_CASES: dict[str, list[dict[str, Any]]] = {
+    "expect_column_values_to_be_valid_cn_resident_id": [
+        {"column": "id"},
+        {"column": "id", "allow_15": True},
+        {"column": "id", "area_table": "historical"},
+        {"column": "id", "area_table": "current", "mostly": 0.9},
+    ],
+    "expect_column_values_to_be_valid_uscc": [{"column": "u"}, {"column": "u", "check_org_code": False}],
+    "expect_column_values_to_be_valid_cn_org_code": [{"column": "o"}, {"column": "o", "hyphen": "required"}],
+    "expect_column_values_to_be_valid_cn_admin_division": [
+        {"column": "d"},
+        {"column": "d", "prefix": "3101", "level": "county"},
+        {"column": "d", "area_table": "historical", "prefix": ["31", "32"]},
+    ],
+    "expect_column_values_to_be_valid_cn_mobile": [{"column": "m"}, {"column": "m", "allow_country_code": False}],
+    "expect_cn_resident_id_to_match_birth_date_and_sex": [
+        {"column": "id", "birth_date_column": "born"},
+        {"column": "id", "sex_column": "sex", "sex_values": {"male": ["1"], "female": ["2"]}},
+        {"column": "id", "birth_date_column": "born", "sex_column": "sex", "allow_15": False},
+    ],
+}
+
+
+def test_every_custom_type_has_a_condition_computed_once() -> None:
+    assert set(KWARGS_CASES) == set(quality_conditions.METRICS) == set(custom.CUSTOM_EXPECTATIONS)
+    for name, spec in quality_conditions.METRICS.items():
+        expectation = custom.CUSTOM_EXPECTATIONS[name]
+        assert expectation.map_metric == spec.metric, name
+        registered = get_metric_kwargs(f"{spec.metric}.condition")
+        assert tuple(registered["metric_value_keys"]) == tuple(spec.defaults), name
+        for key, default in spec.defaults.items():  # the expectation's own defaults (pydantic fields)
+            assert expectation.__fields__[key].default == default, (name, key)
+
+
+@pytest.mark.parametrize(
+    ("kind", "kwargs"), [(kind, kwargs) for kind, cases in KWARGS_CASES.items() for kwargs in cases]
+)
+def test_condition_kwargs_are_the_ones_gx_hands_the_metric(kind: str, kwargs: dict[str, Any]) -> None:
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    spec = quality_conditions.METRICS[kind]
+    expectation = ExpectationConfiguration(type=kind, kwargs=kwargs).to_domain_obj()
+    got = get_metric_kwargs(f"{spec.metric}.condition", configuration=expectation.configuration)
+    assert dict(got["metric_value_kwargs"]) == spec.value_kwargs(kwargs)
+    domain = got["metric_domain_kwargs"]
+    assert (list(domain["column_list"]) if spec.multicolumn else [domain["column"]]) == spec.columns(kwargs)
+
+
+def test_gx_reads_the_flag_of_every_custom_metric(tmp_path: Path) -> None:
+    """GX 1.24.1 hands each custom condition the batch's columns and the kwargs the flag is named after."""
+    from expectations import gate
+
+    staged = tmp_path / "staged.parquet"
+    with duckdb.connect() as con:
+        con.execute(
+            "COPY (SELECT i::BIGINT AS _govdata_row, 'x' || i AS id, 'x' AS u, 'x' AS o, 'x' AS d, 'x' AS m, "
+            "DATE '1990-01-01' AS born, '1' AS sex FROM range(5) t(i)) "
+            f"TO '{staged}' (FORMAT parquet)"
+        )
+    entries = [{"type": kind, "kwargs": kwargs} for kind, cases in KWARGS_CASES.items() for kwargs in cases]
+    suite = tmp_path / "suite.json"
+    suite.write_text(json.dumps({"name": "pin", "expectations": entries}), encoding="utf-8")
+    result = gate.validate(staged, suite, report_dir=tmp_path / "report", dataset="pin", run_id="r")
+    document = json.loads(result.validation_result_path.read_text(encoding="utf-8"))
+    today = quality_conditions.local_today()
+    for entry, record in zip(entries, document["results"], strict=True):
+        spec = quality_conditions.METRICS[entry["type"]]
+        flag = quality_conditions.flag_column(
+            spec.metric, spec.columns(entry["kwargs"]), spec.value_kwargs(entry["kwargs"]), today
+        )
+        query = record["result"].get("unexpected_index_query") or ""
+        assert f"{flag} IS NOT NULL" in query, (entry, query)  # NOT (flag IS NULL): the rows that fail
