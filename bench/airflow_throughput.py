@@ -58,7 +58,7 @@ import run as bench  # noqa: E402  (bench/run.py: the idle wait, machine and com
 
 from pipelines.identifiers import org_code_check_char, uscc_check_char  # noqa: E402
 from tests.dags.helpers import SUITE, spec_dict  # noqa: E402
-from tests.integration.airflow_cluster import AirflowCluster, ClusterError, TaskInstance  # noqa: E402
+from tests.integration.airflow_cluster import AirflowCluster, ClusterError, TaskInstance, tree_processes  # noqa: E402
 from tests.integration.worker_identity import worker_name  # noqa: E402
 
 RESULTS = BENCH / "results"
@@ -126,21 +126,11 @@ def _tree_cpu_seconds(pids: list[int]) -> float:
     """CPU time of the process trees under ``pids``: every live process plus what it has reaped."""
     import psutil
 
-    seen: set[int] = set()
     total = 0.0
-    for pid in pids:
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            continue
-        for proc in procs:
-            if proc.pid in seen:
-                continue
-            seen.add(proc.pid)
-            with contextlib.suppress(psutil.Error):
-                t = proc.cpu_times()
-                total += t.user + t.system + t.children_user + t.children_system
+    for proc in tree_processes(pids):
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
     return total
 
 

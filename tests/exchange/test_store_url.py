@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from exchange.objectstore import STORE_URL_ENV, StoreURL, parse_store_url
-from exchange.store import LocalExchangeStore, open_store
-from pipelines.errors import SpecError
+from exchange.store import LocalExchangeStore, open_store, version_folder
+from pipelines.errors import SpecError, TerminalError
 from pipelines.workspace import Workspace
 
 
@@ -92,3 +92,18 @@ def test_a_bad_variable_stops_the_workspace_from_opening_its_store(
     monkeypatch.setenv(STORE_URL_ENV, "s3://govdata/exchange?endpoint=ftp://oss:21")
     with pytest.raises(SpecError, match="is not http"):
         open_store(Workspace.from_env(tmp_path))
+
+
+def test_a_version_in_an_object_store_this_process_was_not_given_is_an_error_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(STORE_URL_ENV, raising=False)
+    monkeypatch.setenv("GOVDATA_HOME", str(tmp_path))
+    with pytest.raises(TerminalError) as err:
+        version_folder("s3://elsewhere-never-opened/exchange/hrss/v000001", "hrss", 1)
+    assert "s3://elsewhere-never-opened/exchange/hrss/v000001" in err.value.message
+    assert STORE_URL_ENV in (err.value.hint or "")
+
+
+def test_a_folder_location_is_the_folder(tmp_path: Path) -> None:
+    assert version_folder(str(tmp_path / "hrss" / "v000001"), "hrss", 1) == tmp_path / "hrss" / "v000001"

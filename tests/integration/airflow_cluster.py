@@ -55,7 +55,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -116,6 +116,21 @@ class _Component:
     log_file: IO[bytes] | None = None
 
 
+def tree_processes(pids: Iterable[int]) -> Iterator[psutil.Process]:
+    """Each live process of the trees under ``pids`` once (a process that has gone is left out)."""
+    seen: set[int] = set()
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for proc in procs:
+            if proc.pid not in seen:
+                seen.add(proc.pid)
+                yield proc
+
+
 @dataclass
 class _MemorySampler:
     """Samples the memory of every process of the deployment (components and their descendants).
@@ -151,25 +166,15 @@ class _MemorySampler:
     def sample(self) -> None:
         with_pss = self._count % self.pss_every == 0
         self._count += 1
-        seen: set[int] = set()
         rss = pss = 0
-        for pid in self.pids:
-            try:
-                root = psutil.Process(pid)
-                procs = [root, *root.children(recursive=True)]
-            except psutil.Error:
-                continue
-            for proc in procs:
-                if proc.pid in seen:
-                    continue
-                seen.add(proc.pid)
-                with contextlib.suppress(psutil.Error):
-                    if with_pss:
-                        info = proc.memory_full_info()
-                        rss += info.rss
-                        pss += info.pss
-                    else:
-                        rss += proc.memory_info().rss
+        for proc in tree_processes(self.pids):
+            with contextlib.suppress(psutil.Error):
+                if with_pss:
+                    info = proc.memory_full_info()
+                    rss += info.rss
+                    pss += info.pss
+                else:
+                    rss += proc.memory_info().rss
         self.peak_rss = max(self.peak_rss, rss)
         if with_pss:
             self.peak_pss = max(self.peak_pss, pss)
